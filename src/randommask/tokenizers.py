@@ -1,0 +1,343 @@
+"""K-mer tokenizers for DNA: overlapping (DNABERT), non-overlapping, and single nucleotide.
+
+A DNA sequence of L bases becomes tokens that each cover ``k`` consecutive bases, one token every
+``stride`` bases:
+
+* ``stride == 1`` (overlapping, DNABERT and the RandomMask paper): L - k + 1 tokens; neighbouring
+  tokens share k - 1 bases, so each base (away from the ends) is seen by k tokens. This redundancy is
+  why masking a few consecutive tokens hides almost nothing (see `randommask.masking`).
+* ``stride == k`` (non-overlapping): floor(L / k) tokens; the last L mod k bases are dropped (the
+  token spans say which bases were covered).
+* ``k == 1``: single nucleotides.
+
+Every encoding is wrapped as ``[CLS] tokens... [SEP]`` and padded with ``[PAD]``. A k-mer containing
+any base other than A, C, G, T (N or another IUPAC ambiguity code) becomes ``[UNK]``. Lowercase
+(soft-masked repeat) bases are read as uppercase. Characters that are not IUPAC nucleotide codes are
+an error naming the sequence and position.
+
+Encoding is vectorized: a batch is turned into a padded matrix of base codes with one table lookup,
+and the k-mer index of every position is computed with k whole-array operations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from randommask.errors import RandomMaskError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+BASES = "ACGT"
+MAX_K = 8
+
+# Base codes: A C G T -> 0..3; N and the other IUPAC ambiguity codes -> 4; anything else -> INVALID.
+# U (RNA) reads as T. One 256-entry table serves bytes of either case.
+AMBIGUOUS = 4
+INVALID = 255
+CODE_TABLE = np.full(256, INVALID, dtype=np.uint8)
+for _i, _b in enumerate("ACGT"):
+    CODE_TABLE[ord(_b)] = CODE_TABLE[ord(_b.lower())] = _i
+CODE_TABLE[ord("U")] = CODE_TABLE[ord("u")] = 3
+for _b in "NRYSWKMBDHV":
+    CODE_TABLE[ord(_b)] = CODE_TABLE[ord(_b.lower())] = AMBIGUOUS
+
+_NAME_RE = re.compile(r"^(?:kmer(?P<k>\d+)(?P<nonoverlap>-nonoverlap)?|nt)$")
+
+
+def sequence_codes(seq: str, what: str = "sequence") -> np.ndarray:
+    """Base codes (uint8, 0..4) of one DNA string; raises naming the first bad character."""
+    try:
+        raw = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
+    except UnicodeEncodeError as e:
+        raise RandomMaskError(f"{what}: character {seq[e.start]!r} at position {e.start + 1} "
+                              "is not a nucleotide code") from None
+    codes = CODE_TABLE[raw]
+    bad = np.flatnonzero(codes == INVALID)
+    if bad.size:
+        p = int(bad[0])
+        raise RandomMaskError(f"{what}: character {seq[p]!r} at position {p + 1} is not an IUPAC "
+                              "nucleotide code (expected ACGT, N or RYSWKMBDHV)")
+    return codes
+
+
+@dataclass
+class Encoding:
+    """A tokenized batch.
+
+    ids: int64 [B, T] token ids, ``[CLS] ... [SEP]`` then ``[PAD]``.
+    attention_mask: int64 [B, T], 1 for real tokens (specials included), 0 for padding.
+    special_mask: bool [B, T], True for [CLS], [SEP] and [PAD] (the positions masking never touches).
+    lengths: int [B], k-mer tokens per row (specials excluded).
+    spans (derived): int64 [B, T, 2], the half-open range [start, end) of bases that each token
+        covers in its input sequence; (-1, -1) for special and padding tokens.
+    """
+
+    ids: np.ndarray
+    attention_mask: np.ndarray
+    special_mask: np.ndarray
+    lengths: np.ndarray
+    k: int
+    stride: int
+
+    @property
+    def spans(self) -> np.ndarray:
+        # Derived on demand: training never needs it, the analysis tools do.
+        b, width = self.ids.shape
+        col = np.arange(width)
+        start = (col - 1) * self.stride
+        real = (col >= 1) & (col <= self.lengths[:, None])
+        out = np.full((b, width, 2), -1, dtype=np.int64)
+        out[..., 0] = np.where(real, start, -1)
+        out[..., 1] = np.where(real, start + self.k, -1)
+        return out
+
+
+class KmerTokenizer:
+    """One tokenizer type for k-mers of any stride (see the module docstring).
+
+    Args:
+        k: k-mer length, 1 to 8.
+        stride: bases between token starts; 1 (overlapping, the default) or k (non-overlapping).
+        vocab: the token list in id order; by default the five special tokens then all 4**k k-mers in
+            lexicographic order. A vocabulary in another order (DNABERT's vocab files) keeps its ids.
+    """
+
+    def __init__(self, k: int, stride: int = 1, vocab: Sequence[str] | None = None) -> None:
+        if not 1 <= k <= MAX_K:
+            raise RandomMaskError(f"k-mer length must be between 1 and {MAX_K}, got {k}")
+        if stride not in (1, k):
+            raise RandomMaskError(f"stride must be 1 (overlapping) or k={k} (non-overlapping), got {stride}")
+        self.k = k
+        self.stride = stride
+        kmers = ["".join(p) for p in itertools.product(BASES, repeat=k)]
+        self.vocab: list[str] = list(vocab) if vocab is not None else [*SPECIAL_TOKENS, *kmers]
+        self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
+        missing = [t for t in (*SPECIAL_TOKENS, *kmers) if t not in self.token_to_id]
+        if missing:
+            raise RandomMaskError(f"vocabulary lacks {len(missing)} required tokens for k={k}, "
+                                  f"for example {missing[0]!r}")
+        if len(self.token_to_id) != len(self.vocab):
+            raise RandomMaskError("vocabulary has duplicate tokens")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
+            self.token_to_id[t] for t in SPECIAL_TOKENS)
+        # kmer_to_id[base-4 value of the k-mer] -> token id; the single place the vocab order enters.
+        self.kmer_to_id = np.array([self.token_to_id[m] for m in kmers], dtype=np.int32)
+        # With the default order the lookup is an offset: an add is cheaper than a gather.
+        contiguous = np.array_equal(self.kmer_to_id, np.arange(4**k) + self.kmer_to_id[0])
+        self._kmer_offset = int(self.kmer_to_id[0]) if contiguous else None
+        # id_to_codes[id] -> the k base codes of that token, or -1s for special tokens (decoding).
+        self.id_to_codes = np.full((len(self.vocab), k), -1, dtype=np.int8)
+        self.id_to_codes[self.kmer_to_id] = np.array(
+            list(itertools.product(range(4), repeat=k)), dtype=np.int8)
+        self.special_ids = np.array(sorted(self.token_to_id[t] for t in SPECIAL_TOKENS), dtype=np.int64)
+        self.kmer_ids = self.kmer_to_id.copy()
+
+    # ---------------------------------------------------------------- construction and vocab files
+    @classmethod
+    def from_name(cls, name: str) -> KmerTokenizer:
+        """``kmer6`` (overlapping 6-mers), ``kmer6-nonoverlap``, ``nt`` (single nucleotides), ..."""
+        m = _NAME_RE.match(name)
+        if not m:
+            raise RandomMaskError(f"unknown tokenizer {name!r}: use kmerK (K = 1..{MAX_K}), "
+                                  "kmerK-nonoverlap, or nt")
+        if m.group(0) == "nt":
+            return cls(1, 1)
+        k = int(m.group("k"))
+        return cls(k, k if m.group("nonoverlap") else 1)
+
+    @property
+    def name(self) -> str:
+        if self.k == 1:
+            return "nt"
+        return f"kmer{self.k}" + ("-nonoverlap" if self.stride == self.k and self.k > 1 else "")
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    def save_vocab(self, path: str | Path) -> None:
+        Path(path).write_text("".join(t + "\n" for t in self.vocab))
+
+    @classmethod
+    def from_vocab_file(cls, path: str | Path, stride: int | str = 1) -> KmerTokenizer:
+        """Load a ``vocab.txt`` (one token a line, id = line number); k is read from the k-mers.
+
+        ``stride`` is 1, ``"k"`` or the number k: the vocabulary alone does not say whether the model
+        was trained on overlapping or non-overlapping tokens.
+        """
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RandomMaskError(f"{path}: vocabulary file not found") from None
+        except (UnicodeDecodeError, OSError) as e:
+            raise RandomMaskError(f"{path}: cannot read vocabulary ({e.__class__.__name__})") from None
+        tokens = [t.strip() for t in text.splitlines()]
+        while tokens and tokens[-1] == "":
+            tokens.pop()
+        k = None
+        for line_no, tok in enumerate(tokens, 1):
+            if tok in SPECIAL_TOKENS:
+                continue
+            if not tok or any(c not in BASES for c in tok):
+                raise RandomMaskError(f"{path}, line {line_no}: token {tok!r} is neither a special token "
+                                      "nor a k-mer of ACGT; not a k-mer vocabulary")
+            if k is None:
+                k = len(tok)
+            elif len(tok) != k:
+                raise RandomMaskError(f"{path}, line {line_no}: k-mer {tok!r} has length {len(tok)}, "
+                                      f"earlier k-mers have length {k}")
+        if k is None:
+            raise RandomMaskError(f"{path}: no k-mers found; not a k-mer vocabulary")
+        if len(tokens) != 4**k + len(SPECIAL_TOKENS):
+            raise RandomMaskError(f"{path}: {len(tokens)} tokens, expected {4**k + len(SPECIAL_TOKENS)} "
+                                  f"for k={k} (all {4**k} k-mers and the 5 special tokens)")
+        stride = k if stride == "k" else int(stride)
+        try:
+            return cls(k, stride, tokens)
+        except RandomMaskError as e:
+            raise RandomMaskError(f"{path}: {e}") from None
+
+    # ---------------------------------------------------------------- encoding
+    def num_tokens(self, length: int) -> int:
+        """Number of k-mer tokens (specials excluded) for a sequence of ``length`` bases."""
+        return 0 if length < self.k else (length - self.k) // self.stride + 1
+
+    def bases_for_tokens(self, n_tokens: int) -> int:
+        """Bases needed for ``n_tokens`` k-mer tokens (specials excluded)."""
+        return (n_tokens - 1) * self.stride + self.k if n_tokens > 0 else 0
+
+    def encode_batch(
+        self,
+        seqs: Sequence[str] | Sequence[np.ndarray],
+        max_length: int | None = None,
+        truncation: bool = False,
+        padding: str = "longest",
+    ) -> Encoding:
+        """Tokenize a batch of DNA strings (or uint8 base-code arrays from `randommask.genome`).
+
+        max_length counts every token, [CLS] and [SEP] included. A longer sequence is an error unless
+        ``truncation`` is set, in which case its k-mers past the limit are dropped (from the 3' end).
+        ``padding`` is "longest" (pad to the longest in the batch) or "max_length".
+        """
+        if padding not in ("longest", "max_length"):
+            raise RandomMaskError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        if padding == "max_length" and max_length is None:
+            raise RandomMaskError("padding='max_length' needs max_length")
+        codes, lengths = self._code_matrix(seqs)
+        n_tok = np.where(lengths >= self.k, (lengths - self.k) // self.stride + 1, 0)
+        if max_length is not None:
+            if max_length < 2:
+                raise RandomMaskError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
+            too_long = np.flatnonzero(n_tok + 2 > max_length)
+            if too_long.size and not truncation:
+                i = int(too_long[0])
+                raise RandomMaskError(f"sequence {i} gives {n_tok[i] + 2} tokens, more than max_length "
+                                      f"{max_length}; shorten it or pass truncation=True")
+            n_tok = np.minimum(n_tok, max_length - 2)
+        width = int(n_tok.max(initial=0)) + 2
+        if padding == "max_length":
+            width = max_length
+        return self._assemble(codes, n_tok, width)
+
+    def encode(self, seq: str | np.ndarray, max_length: int | None = None, truncation: bool = False) -> Encoding:
+        """Tokenize one sequence (a batch of one)."""
+        return self.encode_batch([seq], max_length=max_length, truncation=truncation)
+
+    def _code_matrix(self, seqs: Sequence[str] | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Padded [B, Lmax] uint8 base codes (padding is AMBIGUOUS) and the lengths."""
+        if len(seqs) == 0:
+            return np.zeros((0, 0), np.uint8), np.zeros(0, np.int64)
+        if isinstance(seqs[0], np.ndarray):
+            arrays = list(seqs)
+            lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
+            flat = np.concatenate(arrays).astype(np.uint8, copy=False) if arrays else np.zeros(0, np.uint8)
+            if flat.size and flat.max() > AMBIGUOUS:
+                raise RandomMaskError("base codes must be 0..4 (A, C, G, T, N)")
+        else:
+            lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+            joined = "".join(seqs)
+            try:
+                raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
+                flat = CODE_TABLE[raw]
+            except UnicodeEncodeError:
+                flat = np.full(lengths.sum(), INVALID, np.uint8)  # located below
+            if flat.size and flat.max() == INVALID:
+                for i, s in enumerate(seqs):  # slow path, only to name the error
+                    sequence_codes(s, what=f"sequence {i}")
+        lmax = int(lengths.max())
+        if np.all(lengths == lmax):
+            return flat.reshape(len(lengths), lmax), lengths
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        col = np.arange(lmax)
+        idx = np.minimum(starts[:, None] + col, max(flat.size - 1, 0))
+        codes = flat[idx] if flat.size else np.full((len(lengths), lmax), AMBIGUOUS, np.uint8)
+        codes[col >= lengths[:, None]] = AMBIGUOUS
+        return codes, lengths
+
+    def _assemble(self, codes: np.ndarray, n_tok: np.ndarray, width: int) -> Encoding:
+        b = codes.shape[0]
+        k, s = self.k, self.stride
+        t = int(n_tok.max(initial=0))
+        ids = np.empty((b, width), dtype=np.int32)
+        ids[:, t + 1 :] = self.pad_id
+        if t > 0:
+            # Base-4 value of the k-mer at each token start: two bits per base, k shifts over the matrix.
+            n_pos = (t - 1) * s + 1
+            value = np.zeros((b, n_pos), dtype=np.uint16 if k <= 7 else np.uint32)
+            for i in range(k):
+                value <<= 2
+                value |= codes[:, i : i + n_pos] & 3
+            if s > 1:
+                value = value[:, ::s]
+            tok = ids[:, 1 : t + 1]
+            if self._kmer_offset is not None:
+                np.add(value, self._kmer_offset, out=tok, casting="unsafe")
+            else:
+                np.take(self.kmer_to_id, value, out=tok)
+            ambiguous = codes >= AMBIGUOUS  # N, IUPAC codes and the batch padding
+            if ambiguous.any():
+                # A k-mer is [UNK] if its window holds any ambiguous base: a running count per row.
+                run = np.zeros((b, codes.shape[1] + 1), dtype=np.int32)
+                np.cumsum(ambiguous, axis=1, out=run[:, 1:])
+                bad = (run[:, k : k + n_pos] - run[:, :n_pos]) > 0
+                tok[bad[:, ::s] if s > 1 else bad] = self.unk_id
+        col = np.arange(width)
+        end = n_tok[:, None] + 1  # the [SEP] column
+        if not np.all(n_tok == t):
+            ids[col > end] = self.pad_id
+        rows = np.arange(b)
+        ids[:, 0] = self.cls_id
+        ids[rows, n_tok + 1] = self.sep_id
+        return Encoding(ids=ids, attention_mask=(col <= end).astype(np.int64),
+                        special_mask=(col == 0) | (col >= end), lengths=n_tok.copy(), k=k, stride=s)
+
+    # ---------------------------------------------------------------- decoding
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """The DNA string that a row of token ids covers.
+
+        Special tokens are skipped. A base is read from any k-mer token that covers it, so with
+        overlapping tokens a base next to an N is still recovered from a neighbouring token; a base
+        that only [UNK] or [MASK] tokens cover decodes as N.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        ids = ids[~np.isin(ids, [self.pad_id, self.cls_id, self.sep_id])]
+        n = ids.shape[0]
+        if n == 0:
+            return ""
+        k, s = self.k, self.stride
+        length = (n - 1) * s + k
+        tok_codes = self.id_to_codes[ids].astype(np.int16)  # [n, k], -1 where unknown
+        pos = (np.arange(n)[:, None] * s + np.arange(k)).ravel()
+        out = np.full(length, -1, dtype=np.int16)
+        np.maximum.at(out, pos, tok_codes.ravel())
+        out[out < 0] = AMBIGUOUS
+        return np.frombuffer(b"ACGTN", dtype=np.uint8)[out].tobytes().decode("ascii")
+
+    def decode_batch(self, ids: np.ndarray) -> list[str]:
+        return [self.decode(row) for row in np.asarray(ids)]

@@ -1,0 +1,270 @@
+"""Tests for randommask.model: parity with Hugging Face BERT, masked-only head, vocab padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from randommask.errors import RandomMaskError
+from randommask.model import (
+    PRESETS,
+    BertEncoderModel,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    ModelConfig,
+    hf_config_dict,
+    hf_state_dict,
+    load_hf_state_dict,
+    model_config,
+    num_parameters,
+)
+
+transformers = pytest.importorskip("transformers")
+
+ATOL = 1e-5
+VOCAB = 69  # 4**3 + 5 specials: a 3-mer vocabulary keeps the test fast
+# Buffers HF may keep in its state_dict that our model computes on the fly.
+HF_BUFFERS = {"bert.embeddings.position_ids", "bert.embeddings.token_type_ids"}
+
+
+def small_config(**overrides: object) -> ModelConfig:
+    values: dict = {
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "num_layers": 2,
+        "num_heads": 4,
+        "intermediate_size": 128,
+        "max_position_embeddings": 64,
+        "num_labels": 3,
+    }
+    values.update(overrides)
+    return ModelConfig(**values)
+
+
+def hf_twin(ours: torch.nn.Module, hf_class: type, attn: str = "eager") -> torch.nn.Module:
+    """The HF model of the same config carrying our weights (strict load except HF buffers)."""
+    config = transformers.BertConfig(**hf_config_dict(ours.config), attn_implementation=attn)
+    hf = hf_class(config)
+    result = hf.load_state_dict(hf_state_dict(ours), strict=False)
+    assert set(result.missing_keys) <= HF_BUFFERS
+    assert not result.unexpected_keys
+    return hf.eval()
+
+
+def batch(seed: int = 0, b: int = 3, t: int = 17) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random token ids with trailing padding on all but the first row."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (b, t), generator=g)
+    mask = torch.ones(b, t, dtype=torch.long)
+    for row, length in enumerate([t, t - 5, 4][:b]):
+        mask[row, length:] = 0
+    ids[mask == 0] = 0  # pad token
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def mlm() -> BertForMaskedLM:
+    torch.manual_seed(0)
+    return BertForMaskedLM(small_config()).eval()
+
+
+def test_state_dict_keys_match_hf(mlm: BertForMaskedLM) -> None:
+    hf = transformers.BertForMaskedLM(transformers.BertConfig(**hf_config_dict(mlm.config)))
+    hf_shapes = {k: tuple(v.shape) for k, v in hf.state_dict().items() if k not in HF_BUFFERS}
+    ours = {k: tuple(v.shape) for k, v in mlm.state_dict().items()}
+    assert ours == hf_shapes  # identity mapping, no renaming
+
+
+def test_decoder_tied_to_embeddings(mlm: BertForMaskedLM) -> None:
+    pred = mlm.cls.predictions
+    assert pred.decoder.weight is mlm.bert.embeddings.word_embeddings.weight
+    assert pred.decoder.bias is pred.bias
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_mlm_logits_match_hf(mlm: BertForMaskedLM, attn: str) -> None:
+    hf = hf_twin(mlm, transformers.BertForMaskedLM, attn)
+    ids, mask = batch()
+    labels = torch.full_like(ids, -100)
+    labels[:, 1:4] = ids[:, 1:4]
+    with torch.no_grad():
+        ours = mlm(ids, attention_mask=mask, labels=labels, output_hidden_states=True)
+        theirs = hf(input_ids=ids, attention_mask=mask, labels=labels, output_hidden_states=True)
+    # Padded query positions are computed the same way by both, so every position is compared.
+    torch.testing.assert_close(ours.logits, theirs.logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours.loss, theirs.loss, atol=ATOL, rtol=0)
+    assert len(ours.hidden_states) == mlm.config.num_layers + 1
+    for a, b in zip(ours.hidden_states, theirs.hidden_states, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+    # No mask at all takes SDPA's unmasked path.
+    with torch.no_grad():
+        torch.testing.assert_close(mlm(ids).logits, hf(input_ids=ids).logits, atol=ATOL, rtol=0)
+
+
+def test_sequence_classification_matches_hf() -> None:
+    torch.manual_seed(1)
+    ours = BertForSequenceClassification(small_config()).eval()
+    hf = hf_twin(ours, transformers.BertForSequenceClassification, "sdpa")
+    ids, mask = batch(seed=1)
+    labels = torch.tensor([0, 2, 1])
+    token_types = (torch.arange(ids.shape[1]) >= 8).long().expand_as(ids)
+    with torch.no_grad():
+        a = ours(ids, attention_mask=mask, labels=labels, token_type_ids=token_types)
+        b = hf(input_ids=ids, attention_mask=mask, labels=labels, token_type_ids=token_types)
+    assert a.logits.shape == (3, 3)
+    torch.testing.assert_close(a.logits, b.logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(a.loss, b.loss, atol=ATOL, rtol=0)
+
+
+def test_output_attentions(mlm: BertForMaskedLM) -> None:
+    hf = hf_twin(mlm, transformers.BertForMaskedLM, "eager")
+    ids, mask = batch(seed=2)
+    with torch.no_grad():
+        plain = mlm(ids, attention_mask=mask)
+        ours = mlm(ids, attention_mask=mask, output_attentions=True)
+        theirs = hf(input_ids=ids, attention_mask=mask, output_attentions=True)
+    torch.testing.assert_close(ours.logits, plain.logits, atol=ATOL, rtol=0)
+    assert plain.attentions is None
+    assert len(ours.attentions) == mlm.config.num_layers
+    b, t = ids.shape
+    pad_keys = (mask == 0)[:, None, None, :].expand(b, mlm.config.num_heads, t, t)
+    for probs, hf_probs in zip(ours.attentions, theirs.attentions, strict=True):
+        assert probs.shape == (b, mlm.config.num_heads, t, t)
+        torch.testing.assert_close(probs.sum(-1), torch.ones(b, mlm.config.num_heads, t), atol=ATOL, rtol=0)
+        assert torch.all(probs[pad_keys] == 0)
+        torch.testing.assert_close(probs, hf_probs, atol=ATOL, rtol=0)
+
+
+def test_encoder_model_outputs() -> None:
+    torch.manual_seed(3)
+    enc = BertEncoderModel(small_config()).eval()
+    ids, mask = batch(seed=3)
+    out = enc(ids, attention_mask=mask, output_hidden_states=True)
+    assert out.last_hidden_state.shape == (3, 17, 64)
+    assert out.pooler_output.shape == (3, 64)
+    assert out.hidden_states[-1] is out.last_hidden_state
+    assert BertEncoderModel(small_config(), add_pooling_layer=False)(ids).pooler_output is None
+    with pytest.raises(RandomMaskError, match="max_position_embeddings"):
+        enc(torch.zeros(1, 65, dtype=torch.long))
+
+
+def masked_labels(ids: torch.Tensor, mask: torch.Tensor, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    pick = (torch.rand(ids.shape, generator=g) < 0.3) & mask.bool()
+    return torch.where(pick, ids, torch.full_like(ids, -100))
+
+
+def test_masked_only_matches_full_path(mlm: BertForMaskedLM) -> None:
+    ids, mask = batch(seed=4)
+    labels = masked_labels(ids, mask, seed=4)
+    n = int((labels != -100).sum())
+    mlm.zero_grad()
+    full = mlm(ids, attention_mask=mask, labels=labels)
+    full.loss.backward()
+    full_grads = [p.grad.clone() for p in mlm.parameters()]
+    mlm.zero_grad()
+    sparse = mlm(ids, attention_mask=mask, labels=labels, masked_only=True)
+    sparse.loss.backward()
+    assert sparse.logits.shape == (n, VOCAB)
+    assert int(sparse.num_masked) == int(full.num_masked) == n
+    torch.testing.assert_close(sparse.loss, full.loss, atol=ATOL, rtol=0)
+    torch.testing.assert_close(sparse.logits, full.logits[labels != -100], atol=ATOL, rtol=0)
+    for g_full, p in zip(full_grads, mlm.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, g_full, atol=ATOL, rtol=0)
+    mlm.zero_grad(set_to_none=True)
+    # Nothing masked: loss is 0 on both paths rather than NaN.
+    none = torch.full_like(ids, -100)
+    assert mlm(ids, labels=none).loss.item() == 0.0
+    assert mlm(ids, labels=none, masked_only=True).loss.item() == 0.0
+    with pytest.raises(ValueError, match="labels"):
+        mlm(ids, masked_only=True)
+
+
+def test_padded_vocab_is_invisible(mlm: BertForMaskedLM) -> None:
+    padded = BertForMaskedLM(small_config(pad_vocab_multiple=64)).eval()
+    assert padded.config.padded_vocab_size == 128
+    assert padded.bert.embeddings.word_embeddings.weight.shape == (128, 64)
+    load_hf_state_dict(padded, hf_state_dict(mlm))
+    assert padded.cls.predictions.decoder.weight is padded.bert.embeddings.word_embeddings.weight
+    ids, mask = batch(seed=5)
+    labels = masked_labels(ids, mask, seed=5)
+    with torch.no_grad():
+        ref = mlm(ids, attention_mask=mask, labels=labels)
+        out = padded(ids, attention_mask=mask, labels=labels)
+        sparse = padded(ids, attention_mask=mask, labels=labels, masked_only=True)
+    assert out.logits.shape == ref.logits.shape == (3, 17, VOCAB)
+    torch.testing.assert_close(out.logits, ref.logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(out.loss, ref.loss, atol=ATOL, rtol=0)
+    torch.testing.assert_close(sparse.loss, ref.loss, atol=ATOL, rtol=0)
+    # Export strips the padding again: shapes and values equal the unpadded model's.
+    exported, original = hf_state_dict(padded), hf_state_dict(mlm)
+    assert exported.keys() == original.keys()
+    for key, value in original.items():
+        torch.testing.assert_close(exported[key], value, atol=0, rtol=0)
+    untied = hf_state_dict(padded, include_tied=False)
+    assert "cls.predictions.decoder.weight" not in untied and "cls.predictions.bias" in untied
+
+
+def test_load_hf_state_dict_variants(mlm: BertForMaskedLM) -> None:
+    sd = hf_state_dict(mlm, include_tied=False)  # as HF stores it on disk
+    other = BertForMaskedLM(small_config())
+    assert load_hf_state_dict(other, sd) == ([], [])
+    ids, _ = batch(seed=6)
+    with torch.no_grad():
+        torch.testing.assert_close(other.eval()(ids).logits, mlm(ids).logits, atol=0, rtol=0)
+    # Pre-trained MLM checkpoint into a classifier: the heads differ, the encoder loads.
+    clf = BertForSequenceClassification(small_config())
+    missing, unexpected = load_hf_state_dict(clf, sd, strict=False)
+    assert set(missing) == {
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        "classifier.weight",
+        "classifier.bias",
+    }
+    assert all(key.startswith("cls.") for key in unexpected)
+    torch.testing.assert_close(
+        clf.bert.embeddings.word_embeddings.weight, mlm.bert.embeddings.word_embeddings.weight
+    )
+    with pytest.raises(RandomMaskError, match="missing"):
+        load_hf_state_dict(BertForSequenceClassification(small_config()), sd)
+    # A BertModel-style checkpoint (no "bert." prefix) into the bare encoder and back.
+    enc = BertEncoderModel(small_config(), add_pooling_layer=False)
+    load_hf_state_dict(enc, {k: v for k, v in sd.items() if k.startswith("bert.")})
+    assert all(not k.startswith("bert.") for k in hf_state_dict(enc))
+    with pytest.raises(RandomMaskError, match="vocabulary"):
+        load_hf_state_dict(BertForMaskedLM(small_config(vocab_size=70)), sd)
+
+
+def test_presets_parameter_counts() -> None:
+    vocab = 4101  # 4**6 six-mers + 5 specials
+    counts = {}
+    for name in PRESETS:
+        with torch.device("meta"):  # shapes only: no memory, no init cost
+            counts[name] = num_parameters(BertForMaskedLM(model_config(name, vocab)))
+    assert 0.5e6 <= counts["tiny"] <= 2e6
+    assert 5e6 <= counts["small"] <= 15e6
+    assert 80e6 <= counts["base"] <= 95e6
+    base = model_config("base", vocab)
+    assert (base.num_layers, base.hidden_size, base.num_heads, base.intermediate_size) == (12, 768, 12, 3072)
+    assert base.max_position_embeddings == 512
+    assert model_config("tiny", vocab, hidden_dropout=0.0).hidden_dropout == 0.0
+    with pytest.raises(RandomMaskError, match="tiny, small, base"):
+        model_config("huge", vocab)
+
+
+def test_config_validation_and_round_trip() -> None:
+    config = small_config(pad_vocab_multiple=8)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.padded_vocab_size == 72
+    with pytest.raises(RandomMaskError, match="not divisible by num_heads"):
+        small_config(hidden_size=66)
+    with pytest.raises(RandomMaskError, match="pad_token_id"):
+        small_config(pad_token_id=VOCAB)
+    with pytest.raises(RandomMaskError, match="num_layers"):
+        small_config(num_layers=0)
+    with pytest.raises(RandomMaskError, match="hidden_dropout"):
+        small_config(hidden_dropout=1.0)
+    with pytest.raises(RandomMaskError, match="unknown key"):
+        ModelConfig.from_dict({**config.to_dict(), "hidden_act": "relu"})
+    with pytest.raises(RandomMaskError, match="missing key"):
+        ModelConfig.from_dict({"vocab_size": 10})
