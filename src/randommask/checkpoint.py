@@ -1,0 +1,168 @@
+"""Run folders and crash-safe checkpoints.
+
+A run folder holds everything a later command needs::
+
+    config.yaml           the effective config of the run
+    vocab.txt             the tokenizer's vocabulary (id = line number)
+    metrics.jsonl         one JSON object per logged step
+    checkpoints/step-N.pt model, optimizer, scheduler, RNG states, step, config, vocabulary
+    checkpoints/latest    the file name of the newest complete checkpoint, written last
+
+A checkpoint is written to a temporary file, flushed to disk, then renamed over its final name; the
+``latest`` pointer is replaced the same way only afterwards. A crash at any moment therefore leaves
+the previous checkpoint and pointer intact. Checkpoints hold only tensors and plain data, so they load
+with ``torch.load(weights_only=True)``: opening a checkpoint never runs code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from randommask.errors import RandomMaskError
+from randommask.tokenizers import KmerTokenizer
+
+CHECKPOINT_DIR = "checkpoints"
+LATEST = "latest"
+_STEP_RE = re.compile(r"^step-(\d+)\.pt$")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise RandomMaskError(f"{path}: cannot write ({e.strerror or e}); the previous version is kept") from None
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Save ``state`` as ``checkpoints/step-<step>.pt``, move ``latest`` to it, prune old ones.
+
+    ``keep`` is how many checkpoints to keep (0: all). The newest is never pruned before the pointer
+    has moved to it.
+    """
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RandomMaskError(f"{ckpt_dir}: cannot create checkpoint folder ({e.strerror or e})") from None
+    path = ckpt_dir / f"step-{step}.pt"
+    tmp = ckpt_dir / f".step-{step}.pt.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        raise RandomMaskError(f"{path}: cannot write checkpoint ({getattr(e, 'strerror', None) or e}); "
+                              "the previous checkpoint is kept") from None
+    _fsync_dir(ckpt_dir)
+    atomic_write_text(ckpt_dir / LATEST, path.name + "\n")
+    if keep > 0:
+        for old in list_checkpoints(run_dir)[:-keep]:
+            if old != path:
+                old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _STEP_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``latest`` points to (or, if the pointer is missing, the newest complete one)."""
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR
+    pointer = ckpt_dir / LATEST
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        if _STEP_RE.match(name) and (ckpt_dir / name).is_file():
+            return ckpt_dir / name
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file (tensors and plain data only)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise RandomMaskError(f"{path}: checkpoint not found") from None
+    except Exception as e:  # a truncated or foreign file: pickle, zip and torch errors alike
+        raise RandomMaskError(f"{path}: not a readable randommask checkpoint ({e.__class__.__name__})") from None
+
+
+@dataclass
+class Pretrained:
+    """What a later command needs from a run folder: the tokenizer, the model and where it came from."""
+
+    run_dir: Path
+    checkpoint: Path
+    tokenizer: KmerTokenizer
+    model_config: dict
+    model_state: dict
+    config: dict
+    step: int
+
+
+def tokenizer_from_state(run_dir: Path, state: dict) -> KmerTokenizer:
+    info = state.get("tokenizer") or {}
+    vocab = state.get("vocab")
+    if vocab is None:
+        return KmerTokenizer.from_vocab_file(Path(run_dir) / "vocab.txt", stride=info.get("stride", 1))
+    return KmerTokenizer(int(info["k"]), int(info["stride"]), vocab)
+
+
+def load_pretrained(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pretrained:
+    """Open a randommask run folder (pre-trained, fine-tuned or imported) at its latest checkpoint."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RandomMaskError(f"{run_dir}: model folder not found")
+    path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if path is None:
+        hint = ""
+        if (run_dir / "config.json").exists():
+            hint = " (it looks like a Hugging Face folder: use `randommask import`)"
+        raise RandomMaskError(f"{run_dir}: not a randommask run folder, no checkpoints/step-N.pt{hint}")
+    state = load_checkpoint(path)
+    for key in ("model", "model_config", "tokenizer"):
+        if key not in state:
+            raise RandomMaskError(f"{path}: not a randommask checkpoint (no {key!r} entry)")
+    return Pretrained(run_dir=run_dir, checkpoint=path, tokenizer=tokenizer_from_state(run_dir, state),
+                      model_config=dict(state["model_config"]), model_state=state["model"],
+                      config=dict(state.get("config") or {}), step=int(state.get("step", 0)))

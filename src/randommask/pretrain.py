@@ -1,0 +1,550 @@
+"""Masked-language-model pre-training: config, batches, the training loop, checkpoints and resume.
+
+The loop is explicit, top to bottom (`pretrain`). What makes a run exactly resumable:
+
+* the batch of step s on rank r is a pure function of (seed, s, r): its windows are numbers
+  ``(s * grad_accum + a) * batch_size + j`` of the rank's window stream (`randommask.genome`), and its
+  mask comes from ``masking_rng(seed, s, r, a)`` at step s, so the RandomMask phase follows the step;
+* the checkpoint holds model, optimizer, scheduler, torch RNG state (dropout), the step, the config
+  and the vocabulary, and is written atomically (`randommask.checkpoint`).
+
+Distributed training: launch with ``torchrun``; each rank draws its own window stream, gradients are
+averaged by DistributedDataParallel (gloo on CPU, NCCL on GPU), and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from randommask import checkpoint as ckpt
+from randommask.config import from_dict, save_yaml, to_dict
+from randommask.errors import RandomMaskError
+from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
+from randommask.masking import MaskingConfig, apply_mask, describe, masking_rng
+from randommask.model import BertForMaskedLM, ModelConfig, model_config, num_parameters
+from randommask.tokenizers import KmerTokenizer
+
+
+# ------------------------------------------------------------------------------------------ config
+@dataclass
+class DataConfig:
+    """Where the DNA comes from and how windows are drawn.
+
+    fasta: FASTA files (plain, gzip or bgzip) prepared once into ``<out_dir>/genome``.
+    store: a folder made by ``randommask prepare`` (used instead of fasta).
+    max_tokens: tokens per window, [CLS] and [SEP] included (DNABERT: 512).
+    short_prob: share of windows given a random shorter length (DNABERT's trick).
+    max_n_fraction: windows with more N than this are skipped.
+    reverse_complement_prob: share of windows read from the reverse strand.
+    heldout_fraction: the last share of every record, held out for evaluation, never trained on.
+    num_workers: DataLoader worker processes that tokenize and mask (0: in the training process).
+    """
+
+    fasta: list[str] = field(default_factory=list)
+    store: str | None = None
+    max_tokens: int = 512
+    short_prob: float = 0.1
+    max_n_fraction: float = 0.05
+    reverse_complement_prob: float = 0.0
+    heldout_fraction: float = 0.01
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with DNABERT's settings, linear warm-up then linear decay to zero."""
+
+    lr: float = 4e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+
+
+@dataclass
+class PretrainConfig:
+    """Everything a pre-training run depends on; saved as ``config.yaml`` in the run folder."""
+
+    out_dir: str = "runs/pretrain"
+    tokenizer: str = "kmer6"
+    preset: str = "tiny"
+    model: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {hidden_dropout: 0.0}
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 1000
+    batch_size: int = 32  # windows per micro-batch per rank
+    grad_accum: int = 1
+    seed: int = 0
+    log_interval: int = 10
+    eval_interval: int = 200
+    eval_windows: int = 64
+    save_interval: int = 500
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto, cpu, cuda
+    deterministic: bool = False  # deterministic kernels (CPU tests of exact resume)
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "log_interval", "eval_interval", "save_interval"):
+            if getattr(self, name) < 1:
+                raise RandomMaskError(f"config: {name} must be at least 1, got {getattr(self, name)}")
+        if self.data.max_tokens < 8:
+            raise RandomMaskError(f"config: data.max_tokens must be at least 8, got {self.data.max_tokens}")
+        if not self.data.fasta and not self.data.store:
+            raise RandomMaskError("config: no training data; give FASTA files (data.fasta) or a prepared store "
+                                  "(data.store)")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise RandomMaskError(f"config: device must be auto, cpu or cuda, got {self.device!r}")
+
+
+def load_config(data: dict) -> PretrainConfig:
+    cfg = from_dict(PretrainConfig, data)
+    cfg.masking.total_steps = cfg.steps  # the curriculum is planned over the run's steps
+    cfg.validate()
+    return cfg
+
+
+# Fields that may differ between a run and its resumption (they change no training result).
+RESUMABLE_CHANGES = {"steps", "log_interval", "eval_interval", "save_interval", "keep_checkpoints", "progress",
+                     "device", "out_dir", "data.num_workers", "data.fasta", "data.store"}
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "model":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ in a way that would make a resumed run not the same run."""
+    a, b = _flatten(saved), _flatten(current)
+    diffs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
+    # total_steps follows steps; changing steps moves the RandomMask phase boundaries, so it counts.
+    if a.get("steps") != b.get("steps") and current.get("masking", {}).get("strategy") == "randommask" \
+            and current.get("masking", {}).get("phase_boundaries") is None:
+        diffs.append("steps (moves the RandomMask phase boundaries)")
+    return [d for d in diffs if d != "masking.total_steps"]
+
+
+# ------------------------------------------------------------------------------------------ batches
+class MaskedBatches(torch.utils.data.IterableDataset):
+    """Masked micro-batches for steps ``start_step ..`` of one rank, as a pure function of the step.
+
+    Micro-batch ``m = step * grad_accum + a`` holds windows ``m * batch_size .. + batch_size - 1`` of the
+    rank's stream. DataLoader workers take micro-batches round-robin (worker w: m = w, w + W, ...), which
+    is also the order a DataLoader returns them in, so the stream is the same for any worker count.
+    """
+
+    def __init__(self, sampler: WindowSampler, tokenizer: KmerTokenizer, masking: MaskingConfig, cfg: PretrainConfig,
+                 rank: int, start_step: int) -> None:
+        super().__init__()
+        self.sampler, self.tokenizer, self.masking, self.cfg = sampler, tokenizer, masking, cfg
+        self.rank, self.start_step = rank, start_step
+
+    def batch(self, micro: int) -> dict[str, torch.Tensor]:
+        cfg, tok = self.cfg, self.tokenizer
+        step, a = divmod(micro, cfg.grad_accum)
+        first = micro * cfg.batch_size
+        windows = [self.sampler.draw(self.sampler.global_index(first + j)) for j in range(cfg.batch_size)]
+        enc = tok.encode_batch(windows, max_length=cfg.data.max_tokens, truncation=True)
+        inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(cfg.seed, step, self.rank, a),
+                                       self.masking, step, tok.mask_id, tok.kmer_ids)
+        return {"input_ids": torch.from_numpy(inputs), "attention_mask": torch.from_numpy(enc.attention_mask),
+                "labels": torch.from_numpy(labels.astype(np.int64)), "step": step}
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        w, n = (0, 1) if info is None else (info.id, info.num_workers)
+        micro = self.start_step * self.cfg.grad_accum + w
+        while True:
+            yield self.batch(micro)
+            micro += n
+
+
+def eval_batches(sampler: WindowSampler, tokenizer: KmerTokenizer, cfg: PretrainConfig) -> list:
+    """The fixed held-out windows, tokenized once (masked anew at each evaluation for the current phase)."""
+    windows = sampler.eval_windows(cfg.eval_windows)
+    encs = []
+    for i in range(0, len(windows), cfg.batch_size):
+        encs.append(tokenizer.encode_batch(windows[i : i + cfg.batch_size], max_length=cfg.data.max_tokens,
+                                           truncation=True))
+    return encs
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Linear warm-up to the peak, then linear decay to zero at the last step (DNABERT's schedule)."""
+    warm = max(0, min(cfg.optim.warmup_steps, cfg.steps - 1))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, fused: bool) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and LayerNorm weights (as BERT and DNABERT)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = {"fused": True} if fused else {}
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, **kwargs)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RandomMaskError("device cuda was asked for, but no CUDA GPU is available")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_name: str) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local)
+
+
+def open_store(cfg: PretrainConfig, run_dir: Path, d: Dist) -> GenomeStore:
+    """The prepared store: given, or prepared once from the FASTA files into the run folder."""
+    if cfg.data.store:
+        return GenomeStore.open(cfg.data.store)
+    target = run_dir / "genome"
+    if d.main and not (target / "index.json").exists():
+        for f in cfg.data.fasta:
+            if not Path(f).exists():
+                raise RandomMaskError(f"{f}: FASTA file not found")
+        prepare([Path(f) for f in cfg.data.fasta], target, progress=cfg.progress)
+    if d.world > 1:
+        dist.barrier()
+    return GenomeStore.open(target)
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one JSON object per logged step; on resume, lines past the checkpoint are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and resume_step is not None and path.exists():
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        kept.append(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by a crash: it and anything after it are dropped
+            ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(path.parent / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self.tb = None
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, int | float):
+                    self.tb.add_scalar(k, v, record["step"])
+
+
+class StopSignal:
+    """SIGTERM/SIGINT ask the loop to checkpoint and stop after the current step; a second one exits now."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not the main thread
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise SystemExit(128 + signum)
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, encs: list, tokenizer: KmerTokenizer, masking: MaskingConfig, step: int,
+             seed: int, device: torch.device, autocast: Any) -> dict[str, float]:
+    """Masked-token loss and accuracy on the held-out windows, masked as training masks at ``step``."""
+    model.eval()
+    total_loss, total_correct, total = 0.0, 0, 0
+    for i, enc in enumerate(encs):
+        inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(seed, 0, 10_000 + i), masking, step,
+                                       tokenizer.mask_id, tokenizer.kmer_ids)
+        labels_t = torch.from_numpy(labels.astype(np.int64)).to(device)
+        with autocast():
+            out = model(torch.from_numpy(inputs).to(device), torch.from_numpy(enc.attention_mask).to(device),
+                        labels=labels_t, masked_only=True)
+        n = int(out.num_masked)
+        total_loss += float(out.loss) * n
+        total_correct += int((out.logits.argmax(-1) == labels_t[labels_t != -100]).sum())
+        total += n
+    model.train()
+    return {"eval_loss": total_loss / max(total, 1), "eval_acc": total_correct / max(total, 1)}
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = None) -> dict[str, Any]:
+    """Run (or resume) pre-training; returns the last logged figures."""
+    cfg.masking.total_steps = cfg.steps
+    cfg.validate()
+    d = setup_distributed(cfg.device)
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and d.world > 1:
+        device = torch.device("cuda", d.local_rank)
+    run_dir = Path(cfg.out_dir)
+    tokenizer = KmerTokenizer.from_name(cfg.tokenizer)
+    masking = cfg.masking
+    masking.k = tokenizer.k if masking.strategy != "bert" else masking.k
+
+    # --- resume: the latest checkpoint of this run folder, checked against the config
+    state = None
+    if resume:
+        path = ckpt.latest_checkpoint(run_dir)
+        if path is None:
+            raise RandomMaskError(f"{run_dir}: --resume, but the folder has no checkpoint to resume from")
+        state = ckpt.load_checkpoint(path)
+        diffs = config_differences(state.get("config", {}), to_dict(cfg))
+        if diffs:
+            raise RandomMaskError(f"{path}: checkpoint was made with another config (differs in: "
+                                  f"{', '.join(diffs[:5])}); resume with the same config or use a new --out")
+        tokenizer = ckpt.tokenizer_from_state(run_dir, state)
+    elif ckpt.latest_checkpoint(run_dir) is not None:
+        raise RandomMaskError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it "
+                              "or choose another output folder")
+    if d.main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_yaml(cfg, run_dir / "config.yaml")
+            tokenizer.save_vocab(run_dir / "vocab.txt")
+        except OSError as e:
+            raise RandomMaskError(f"{run_dir}: cannot write the run folder ({e.strerror or e})") from None
+
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(cfg.seed + d.rank)
+
+    # --- data
+    store = open_store(cfg, run_dir, d)
+    window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
+    scfg = SamplerConfig(window_nt=window_nt, short_prob=cfg.data.short_prob,
+                         min_window_nt=min(window_nt, tokenizer.bases_for_tokens(16)),
+                         max_n_fraction=cfg.data.max_n_fraction,
+                         reverse_complement_prob=cfg.data.reverse_complement_prob,
+                         heldout_fraction=cfg.data.heldout_fraction, seed=cfg.seed)
+    train_sampler = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
+    eval_sampler = WindowSampler(store, scfg, "eval")
+    eval_encs = eval_batches(eval_sampler, tokenizer, cfg) if d.main else []
+
+    # --- model and optimizer
+    if state is not None:
+        mconf = ModelConfig.from_dict(state["model_config"])
+    else:
+        mconf = model_config(cfg.preset, tokenizer.vocab_size, **cfg.model)
+    if mconf.max_position_embeddings < cfg.data.max_tokens:
+        raise RandomMaskError(f"config: data.max_tokens={cfg.data.max_tokens} does not fit the model's "
+                              f"{mconf.max_position_embeddings} positions")
+    if mconf.vocab_size != tokenizer.vocab_size:
+        raise RandomMaskError(f"model vocabulary {mconf.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
+    model = BertForMaskedLM(mconf).to(device)
+    if init_from and state is None:
+        from randommask.model import load_hf_state_dict
+
+        pre = ckpt.load_pretrained(init_from)
+        if pre.tokenizer.vocab != tokenizer.vocab:
+            raise RandomMaskError(f"{init_from}: its vocabulary differs from tokenizer {cfg.tokenizer}")
+        load_hf_state_dict(model, pre.model_state)
+    opt = make_optimizer(model, cfg, fused=device.type == "cuda")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
+    start_step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"][d.rank] if d.rank < len(state["rng"]["torch"])
+                            else state["rng"]["torch"][0])
+        start_step = int(state["step"])
+    ddp_model = model
+    if d.world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
+        else contextlib.nullcontext
+
+    batches = MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
+                                         pin_memory=device.type == "cuda",
+                                         prefetch_factor=4 if cfg.data.num_workers else None,
+                                         persistent_workers=False)
+    log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None, enabled=d.main)
+    if d.main:
+        n_params = num_parameters(model)
+        global_batch = cfg.batch_size * cfg.grad_accum * d.world
+        print(f"randommask pretrain: {cfg.preset} model ({n_params / 1e6:.2f}M parameters), tokenizer "
+              f"{tokenizer.name}, masking {masking.strategy}, {cfg.steps} steps x {global_batch} windows of "
+              f"{cfg.data.max_tokens} tokens on {device.type}" + (f" x {d.world} ranks" if d.world > 1 else "")
+              + (f", resuming at step {start_step}" if start_step else ""), flush=True)
+
+    bar = None
+    if d.main and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start_step, unit="step", dynamic_ncols=True)
+    last: dict[str, Any] = {}
+    window_loss = window_correct = window_masked = window_tokens = 0.0
+    t_window = time.perf_counter()
+    last_phase = None
+    it = iter(loader)
+    step = start_step
+    with StopSignal() as stop:
+        while step < cfg.steps:
+            info = describe(masking, step)
+            if d.main and info["phase"] != last_phase and masking.strategy == "randommask":
+                msg = (f"step {step}: RandomMask phase {info['phase'] + 1}/{masking.phases}, span widths "
+                       f"{info['width_min']}..{info['width_max']}, centre probability {info['centre_prob']:.4f}")
+                (bar.write if bar else print)(msg)
+                last_phase = info["phase"]
+            model.train()
+            for a in range(cfg.grad_accum):
+                batch = next(it)
+                assert batch["step"] == step, "batch stream out of step"  # the stream is a function of the step
+                ids = batch["input_ids"].to(device, non_blocking=True).long()
+                am = batch["attention_mask"].to(device, non_blocking=True)
+                labels = batch["labels"].to(device, non_blocking=True)
+                sync = contextlib.nullcontext() if (d.world == 1 or a == cfg.grad_accum - 1) else ddp_model.no_sync()
+                with sync, autocast():
+                    out = ddp_model(ids, am, labels=labels, masked_only=True)
+                    loss = out.loss / cfg.grad_accum
+                loss.backward()
+                with torch.no_grad():
+                    n = out.num_masked
+                    window_loss += float(out.loss.detach()) * int(n)
+                    window_correct += int((out.logits.argmax(-1) == labels[labels != -100]).sum())
+                    window_masked += int(n)
+                    window_tokens += int(am.sum())
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            if not torch.isfinite(grad_norm):
+                opt.zero_grad(set_to_none=True)
+                raise RandomMaskError(f"step {step}: non-finite gradient norm; lower optim.lr (last checkpoint kept)")
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+
+            if step % cfg.log_interval == 0 or step == cfg.steps:
+                stats = torch.tensor([window_loss, window_correct, window_masked, window_tokens], dtype=torch.float64)
+                if d.world > 1:
+                    stats = stats.to(device)
+                    dist.all_reduce(stats)
+                    stats = stats.cpu()
+                wl, wc, wm, wt = stats.tolist()
+                elapsed = time.perf_counter() - t_window
+                last = {"step": step, "loss": wl / max(wm, 1), "acc": wc / max(wm, 1), "phase": info["phase"],
+                        "width_min": info["width_min"], "width_max": info["width_max"],
+                        "lr": sched.get_last_lr()[0], "tokens_per_s": wt / max(elapsed, 1e-9)}
+                if (step % cfg.eval_interval == 0 or step == cfg.steps) and d.main:
+                    last.update(evaluate(model, eval_encs, tokenizer, masking, step - 1, cfg.seed, device, autocast))
+                log.write(last)
+                if bar:
+                    bar.set_postfix_str(
+                        f"loss {last['loss']:.3f} acc {last['acc']:.3f} phase {last['phase'] + 1} "
+                        f"w {last['width_min']}-{last['width_max']} lr {last['lr']:.1e} "
+                        f"{last['tokens_per_s']:,.0f} tok/s", refresh=False)
+                    if "eval_loss" in last:
+                        bar.write(f"step {step}: loss {last['loss']:.4f} acc {last['acc']:.4f} | eval loss "
+                                  f"{last['eval_loss']:.4f} acc {last['eval_acc']:.4f}")
+                window_loss = window_correct = window_masked = window_tokens = 0.0
+                t_window = time.perf_counter()
+            if bar:
+                bar.update(1)
+            if step % cfg.save_interval == 0 or step == cfg.steps or stop.requested:
+                save(run_dir, step, model, opt, sched, cfg, tokenizer, d)
+            if stop.requested:
+                if d.main:
+                    (bar.write if bar else print)(f"stopped by signal at step {step}; checkpoint saved. Resume with: "
+                                                  f"randommask pretrain --config {run_dir / 'config.yaml'} --resume")
+                break
+    if bar:
+        bar.close()
+    if d.world > 1:
+        dist.barrier()
+    last["stopped_early"] = step < cfg.steps
+    return last
+
+
+def save(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
+         cfg: PretrainConfig, tokenizer: KmerTokenizer, d: Dist) -> None:
+    """Gather every rank's RNG state and write the checkpoint from rank 0."""
+    rng = torch.get_rng_state()
+    if d.world > 1:
+        states = [None] * d.world
+        dist.all_gather_object(states, rng)
+    else:
+        states = [rng]
+    if not d.main:
+        return
+    state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "rng": {"torch": states},
+             "config": to_dict(cfg), "model_config": model.config.to_dict(),
+             "tokenizer": {"name": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride},
+             "vocab": list(tokenizer.vocab), "kind": "pretrain"}
+    ckpt.save_checkpoint(run_dir, step, state, keep=cfg.keep_checkpoints)
+
+
+def uniform_loss(tokenizer: KmerTokenizer) -> float:
+    """The loss of guessing uniformly among all k-mers: ln(4^k)."""
+    return math.log(len(tokenizer.kmer_ids))
