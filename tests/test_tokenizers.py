@@ -78,7 +78,7 @@ def test_unk_for_n_and_iupac_lowercase_accepted():
 
 def test_bad_character_names_sequence_and_position():
     tok = KmerTokenizer.from_name("kmer6")
-    with pytest.raises(RandomMaskError, match=r"sequence 1: character 'X' at position 4"):
+    with pytest.raises(RandomMaskError, match=r"sequence 1: invalid nucleotide character 'X' at position 4"):
         tok.encode_batch(["ACGTACGT", "ACGXACGT"])
     with pytest.raises(RandomMaskError, match="position 3"):
         tok.encode_batch(["AC\u00e9GT"])

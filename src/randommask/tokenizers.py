@@ -29,40 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
+from randommask.alphabet import BASES, CODE_TABLE, INVALID, N_CODE, str_to_codes
 from randommask.errors import RandomMaskError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-BASES = "ACGT"
+KMER_BASES = "ACGT"  # the letters of k-mer tokens; anything else makes [UNK]
 MAX_K = 8
 
-# Base codes: A C G T -> 0..3; N and the other IUPAC ambiguity codes -> 4; anything else -> INVALID.
-# U (RNA) reads as T. One 256-entry table serves bytes of either case.
-AMBIGUOUS = 4
-INVALID = 255
-CODE_TABLE = np.full(256, INVALID, dtype=np.uint8)
-for _i, _b in enumerate("ACGT"):
-    CODE_TABLE[ord(_b)] = CODE_TABLE[ord(_b.lower())] = _i
-CODE_TABLE[ord("U")] = CODE_TABLE[ord("u")] = 3
-for _b in "NRYSWKMBDHV":
-    CODE_TABLE[ord(_b)] = CODE_TABLE[ord(_b.lower())] = AMBIGUOUS
-
 _NAME_RE = re.compile(r"^(?:kmer(?P<k>\d+)(?P<nonoverlap>-nonoverlap)?|nt)$")
-
-
-def sequence_codes(seq: str, what: str = "sequence") -> np.ndarray:
-    """Base codes (uint8, 0..4) of one DNA string; raises naming the first bad character."""
-    try:
-        raw = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
-    except UnicodeEncodeError as e:
-        raise RandomMaskError(f"{what}: character {seq[e.start]!r} at position {e.start + 1} "
-                              "is not a nucleotide code") from None
-    codes = CODE_TABLE[raw]
-    bad = np.flatnonzero(codes == INVALID)
-    if bad.size:
-        p = int(bad[0])
-        raise RandomMaskError(f"{what}: character {seq[p]!r} at position {p + 1} is not an IUPAC "
-                              "nucleotide code (expected ACGT, N or RYSWKMBDHV)")
-    return codes
 
 
 @dataclass
@@ -114,7 +88,7 @@ class KmerTokenizer:
             raise RandomMaskError(f"stride must be 1 (overlapping) or k={k} (non-overlapping), got {stride}")
         self.k = k
         self.stride = stride
-        kmers = ["".join(p) for p in itertools.product(BASES, repeat=k)]
+        kmers = ["".join(p) for p in itertools.product(KMER_BASES, repeat=k)]
         self.vocab: list[str] = list(vocab) if vocab is not None else [*SPECIAL_TOKENS, *kmers]
         self.token_to_id = {t: i for i, t in enumerate(self.vocab)}
         missing = [t for t in (*SPECIAL_TOKENS, *kmers) if t not in self.token_to_id]
@@ -184,7 +158,7 @@ class KmerTokenizer:
         for line_no, tok in enumerate(tokens, 1):
             if tok in SPECIAL_TOKENS:
                 continue
-            if not tok or any(c not in BASES for c in tok):
+            if not tok or any(c not in KMER_BASES for c in tok):
                 raise RandomMaskError(f"{path}, line {line_no}: token {tok!r} is neither a special token "
                                       "nor a k-mer of ACGT; not a k-mer vocabulary")
             if k is None:
@@ -250,14 +224,14 @@ class KmerTokenizer:
         return self.encode_batch([seq], max_length=max_length, truncation=truncation)
 
     def _code_matrix(self, seqs: Sequence[str] | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Padded [B, Lmax] uint8 base codes (padding is AMBIGUOUS) and the lengths."""
+        """Padded [B, Lmax] uint8 base codes (padding is N_CODE) and the lengths."""
         if len(seqs) == 0:
             return np.zeros((0, 0), np.uint8), np.zeros(0, np.int64)
         if isinstance(seqs[0], np.ndarray):
             arrays = list(seqs)
             lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
             flat = np.concatenate(arrays).astype(np.uint8, copy=False) if arrays else np.zeros(0, np.uint8)
-            if flat.size and flat.max() > AMBIGUOUS:
+            if flat.size and flat.max() > N_CODE:
                 raise RandomMaskError("base codes must be 0..4 (A, C, G, T, N)")
         else:
             lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
@@ -269,15 +243,15 @@ class KmerTokenizer:
                 flat = np.full(lengths.sum(), INVALID, np.uint8)  # located below
             if flat.size and flat.max() == INVALID:
                 for i, s in enumerate(seqs):  # slow path, only to name the error
-                    sequence_codes(s, what=f"sequence {i}")
+                    str_to_codes(s, where=f"sequence {i}")
         lmax = int(lengths.max())
         if np.all(lengths == lmax):
             return flat.reshape(len(lengths), lmax), lengths
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         col = np.arange(lmax)
         idx = np.minimum(starts[:, None] + col, max(flat.size - 1, 0))
-        codes = flat[idx] if flat.size else np.full((len(lengths), lmax), AMBIGUOUS, np.uint8)
-        codes[col >= lengths[:, None]] = AMBIGUOUS
+        codes = flat[idx] if flat.size else np.full((len(lengths), lmax), N_CODE, np.uint8)
+        codes[col >= lengths[:, None]] = N_CODE
         return codes, lengths
 
     def _assemble(self, codes: np.ndarray, n_tok: np.ndarray, width: int) -> Encoding:
@@ -300,7 +274,7 @@ class KmerTokenizer:
                 np.add(value, self._kmer_offset, out=tok, casting="unsafe")
             else:
                 np.take(self.kmer_to_id, value, out=tok)
-            ambiguous = codes >= AMBIGUOUS  # N, IUPAC codes and the batch padding
+            ambiguous = codes >= N_CODE  # N, IUPAC codes and the batch padding
             if ambiguous.any():
                 # A k-mer is [UNK] if its window holds any ambiguous base: a running count per row.
                 run = np.zeros((b, codes.shape[1] + 1), dtype=np.int32)
@@ -336,8 +310,8 @@ class KmerTokenizer:
         pos = (np.arange(n)[:, None] * s + np.arange(k)).ravel()
         out = np.full(length, -1, dtype=np.int16)
         np.maximum.at(out, pos, tok_codes.ravel())
-        out[out < 0] = AMBIGUOUS
-        return np.frombuffer(b"ACGTN", dtype=np.uint8)[out].tobytes().decode("ascii")
+        out[out < 0] = N_CODE
+        return np.frombuffer(BASES.encode(), dtype=np.uint8)[out].tobytes().decode("ascii")
 
     def decode_batch(self, ids: np.ndarray) -> list[str]:
         return [self.decode(row) for row in np.asarray(ids)]
