@@ -9,8 +9,8 @@ the command line override it. Errors meant for users print as one line and exit 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,11 +32,12 @@ class Command:
     aliases: dict[str, str] = field(default_factory=dict)  # "--lr" -> "optim.lr"
     flags: list[tuple[str, str]] = field(default_factory=list)  # extra store_true flags: (flag, help)
     extra: list[tuple[str, dict]] = field(default_factory=list)  # other argparse options: (flag, kwargs)
+    load: Callable[[dict], Any] | None = None  # plain data -> config (default: from_dict + its checks)
 
 
 def _is_list(tp: Any) -> bool:
     origin = typing.get_origin(tp)
-    if origin in (typing.Union, __import__("types").UnionType):
+    if origin in (typing.Union, types.UnionType):
         return any(_is_list(a) for a in typing.get_args(tp) if a is not type(None))
     return origin is list
 
@@ -63,6 +64,8 @@ def build_parser(commands: list[Command]) -> argparse.ArgumentParser:
         reverse_alias = {v: k for k, v in cmd.aliases.items()}
         for dotted, tp, default in leaf_fields(cmd.config_cls):
             names = [f"--{dotted}"] + ([reverse_alias[dotted]] if dotted in reverse_alias else [])
+            if "_" in dotted and f"--{dotted.replace('_', '-')}" not in names:
+                names.append(f"--{dotted.replace('_', '-')}")
             kwargs: dict[str, Any] = {"dest": f"opt:{dotted}", "default": None, "help": f"(default: {default!r})"}
             if _is_list(tp):
                 kwargs.update(nargs="+", metavar="VALUE")
@@ -93,8 +96,7 @@ def config_from_args(cmd: Command, ns: argparse.Namespace) -> Any:
         else:
             parsed = parse_scalar(value)
         override(data, dotted, parsed, cmd.config_cls)
-    loader = getattr(cmd.config_cls, "from_data", None)
-    return loader(data) if loader else from_dict(cmd.config_cls, data)
+    return cmd.load(data) if cmd.load else from_dict(cmd.config_cls, data)
 
 
 def _is_str_list(tp: Any) -> bool:
@@ -133,5 +135,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["Command", "build_parser", "config_from_args", "main", "dataclasses"]
