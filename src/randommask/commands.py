@@ -15,7 +15,8 @@ from randommask.cli import Command
 from randommask.errors import RandomMaskError
 
 # Modules with a cli_commands() function, after the ones defined here.
-COMMAND_MODULES: list[str] = ["randommask.demo"]
+COMMAND_MODULES: list[str] = ["randommask.demo", "randommask.hf", "randommask.finetune", "randommask.evaluate",
+                               "randommask.inference", "randommask.analysis.report"]
 
 
 @dataclass

@@ -113,6 +113,11 @@ def to_dict(obj: Any) -> Any:
 
 def parse_scalar(text: str) -> Any:
     """A command-line value, read as a YAML scalar or flow list: ``3``, ``1e-4``, ``true``, ``[1, 2]``."""
+    for number in (int, float):  # before YAML, which reads 1e-3 (no dot) as a string
+        try:
+            return number(text)
+        except ValueError:
+            pass
     try:
         return yaml.safe_load(text) if text != "" else ""
     except yaml.YAMLError:

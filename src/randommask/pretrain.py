@@ -34,7 +34,7 @@ from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
 from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
 from randommask.masking import MaskingConfig, apply_mask, describe, masking_rng
-from randommask.model import BertForMaskedLM, ModelConfig, model_config, num_parameters
+from randommask.model import BertForMaskedLM, ModelConfig, load_hf_state_dict, model_config, num_parameters
 from randommask.tokenizers import KmerTokenizer
 
 
@@ -95,6 +95,7 @@ class PretrainConfig:
     eval_windows: int = 64
     save_interval: int = 500
     keep_checkpoints: int = 2
+    max_bad_steps: int = 5  # consecutive steps with a non-finite loss or gradient before the run stops
     device: str = "auto"  # auto, cpu, cuda
     deterministic: bool = False  # deterministic kernels (CPU tests of exact resume)
     progress: bool = True
@@ -366,6 +367,26 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     elif ckpt.latest_checkpoint(run_dir) is not None:
         raise RandomMaskError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it "
                               "or choose another output folder")
+    pre = None
+    if init_from and state is None:
+        pre = ckpt.load_pretrained(init_from)
+        if pre.tokenizer.k != tokenizer.k:
+            raise RandomMaskError(f"{init_from}: its tokenizer is {pre.tokenizer.name}, not {cfg.tokenizer} "
+                                  f"(k-mers of {pre.tokenizer.k}, not {tokenizer.k})")
+        # Its vocabulary in its own id order (an imported DNABERT's differs from ours), read with our stride.
+        tokenizer = KmerTokenizer(tokenizer.k, tokenizer.stride, pre.tokenizer.vocab)
+    # --- the model's shape, checked before any data work
+    if state is not None:
+        mconf = ModelConfig.from_dict(state["model_config"])
+    elif pre is not None:  # the architecture of the starting weights; cfg.model may still change dropout etc.
+        mconf = ModelConfig.from_dict({**pre.model_config, **cfg.model})
+    else:
+        mconf = model_config(cfg.preset, tokenizer.vocab_size, **cfg.model)
+    if mconf.max_position_embeddings < cfg.data.max_tokens:
+        raise RandomMaskError(f"config: data.max_tokens={cfg.data.max_tokens} does not fit the model's "
+                              f"{mconf.max_position_embeddings} positions")
+    if mconf.vocab_size != tokenizer.vocab_size:
+        raise RandomMaskError(f"model vocabulary {mconf.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
     if d.main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -391,22 +412,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     eval_encs = eval_batches(eval_sampler, tokenizer, cfg) if d.main else []
 
     # --- model and optimizer
-    if state is not None:
-        mconf = ModelConfig.from_dict(state["model_config"])
-    else:
-        mconf = model_config(cfg.preset, tokenizer.vocab_size, **cfg.model)
-    if mconf.max_position_embeddings < cfg.data.max_tokens:
-        raise RandomMaskError(f"config: data.max_tokens={cfg.data.max_tokens} does not fit the model's "
-                              f"{mconf.max_position_embeddings} positions")
-    if mconf.vocab_size != tokenizer.vocab_size:
-        raise RandomMaskError(f"model vocabulary {mconf.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
     model = BertForMaskedLM(mconf).to(device)
-    if init_from and state is None:
-        from randommask.model import load_hf_state_dict
-
-        pre = ckpt.load_pretrained(init_from)
-        if pre.tokenizer.vocab != tokenizer.vocab:
-            raise RandomMaskError(f"{init_from}: its vocabulary differs from tokenizer {cfg.tokenizer}")
+    if pre is not None:
         load_hf_state_dict(model, pre.model_state)
     opt = make_optimizer(model, cfg, fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
@@ -429,7 +436,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
                                          pin_memory=device.type == "cuda",
                                          prefetch_factor=4 if cfg.data.num_workers else None,
-                                         persistent_workers=False)
+                                         persistent_workers=False,
+                                         # Its own generator: creating the iterator must not draw from the
+                                         # global RNG, whose state (dropout) the checkpoint restores.
+                                         generator=torch.Generator().manual_seed(cfg.seed))
     log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None, enabled=d.main)
     if d.main:
         n_params = num_parameters(model)
@@ -448,6 +458,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     window_loss = window_correct = window_masked = window_tokens = 0.0
     t_window = time.perf_counter()
     last_phase = None
+    bad_steps = 0
     it = iter(loader)
     step = start_step
     with StopSignal() as stop:
@@ -472,15 +483,29 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                 loss.backward()
                 with torch.no_grad():
                     n = out.num_masked
+                    if not torch.isfinite(out.loss):
+                        continue  # reported (and the update skipped) after the gradient check below
                     window_loss += float(out.loss.detach()) * int(n)
                     window_correct += int((out.logits.argmax(-1) == labels[labels != -100]).sum())
                     window_masked += int(n)
                     window_tokens += int(am.sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            if not torch.isfinite(grad_norm):
-                opt.zero_grad(set_to_none=True)
-                raise RandomMaskError(f"step {step}: non-finite gradient norm; lower optim.lr (last checkpoint kept)")
-            opt.step()
+            if torch.isfinite(grad_norm):  # a finite norm implies a finite loss and finite gradients
+                opt.step()
+                bad_steps = 0
+            else:
+                # Skip the update, keep the step count (the batch stream and schedule stay aligned).
+                bad_steps += 1
+                first = step * cfg.grad_accum * cfg.batch_size
+                note = {"step": step + 1, "skipped": "non-finite loss or gradient", "rank": d.rank,
+                        "windows": [first, first + cfg.grad_accum * cfg.batch_size - 1]}
+                log.write(note)
+                (bar.write if bar else print)(f"step {step + 1}: non-finite loss or gradient, update skipped "
+                                              f"(rank {d.rank}, local windows {note['windows']})")
+                if bad_steps >= cfg.max_bad_steps:
+                    raise RandomMaskError(f"{bad_steps} steps in a row with a non-finite loss or gradient (last at "
+                                          f"step {step + 1}); stopping, the last good checkpoint is kept. Try a "
+                                          "lower optim.lr or optim.grad_clip")
             sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1

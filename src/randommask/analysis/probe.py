@@ -1,0 +1,177 @@
+"""What `randommask analyze` reads from a run folder, and the model passes it makes.
+
+`open_run` gathers the run's config, tokenizer, checkpoints, metrics and held-out windows (the same
+windows pretrain evaluates on: the store's eval windows for the run's seed and window length).
+`build_model` gives a checkpoint's model or the run's initial model; `probe` runs a model on the
+windows, unmasked, and returns the attention and representation measures of every layer.
+
+The initial weights are re-created, not read: `randommask.pretrain.pretrain` calls
+``torch.manual_seed(seed + rank)`` and then builds the model, with nothing in between drawing from
+torch's generator (the store, the samplers and the eval windows use numpy generators of their own),
+and rank 0's weights are the ones DistributedDataParallel broadcasts. So ``torch.manual_seed(seed)``
+followed by ``BertForMaskedLM(config)`` gives the step-0 weights exactly (tests/test_analysis.py
+checks it against a run trained with learning rate 0). Runs started with ``--init-from`` began from
+another run's weights instead, which the seed cannot re-create; use ``--reference first`` for them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from randommask import checkpoint as ckpt
+from randommask.analysis.measures import AttentionStats, effective_rank
+from randommask.config import from_dict
+from randommask.errors import RandomMaskError
+from randommask.genome import GenomeStore, SamplerConfig, WindowSampler
+from randommask.masking import MaskingConfig
+from randommask.model import BertForMaskedLM, ModelConfig
+from randommask.tokenizers import Encoding, KmerTokenizer
+
+
+@dataclass
+class Run:
+    """A pre-training run folder, opened at one checkpoint."""
+
+    path: Path
+    checkpoint: Path
+    step: int
+    config: dict
+    model_config: ModelConfig
+    model_state: dict
+    tokenizer: KmerTokenizer
+    checkpoints: list[Path]
+    metrics: list[dict] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def masking(self) -> MaskingConfig | None:
+        """The run's masking config (total_steps = the run's steps), or None if the run has none."""
+        data = self.config.get("masking")
+        if not isinstance(data, dict):
+            return None
+        m = from_dict(MaskingConfig, dict(data), where="masking")
+        if "steps" in self.config:
+            m.total_steps = int(self.config["steps"])
+        return m
+
+    @property
+    def max_tokens(self) -> int:
+        return int((self.config.get("data") or {}).get("max_tokens", self.model_config.max_position_embeddings))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """``metrics.jsonl`` as a list of dicts; a line cut short by a crash ends the list."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def open_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Run:
+    pre = ckpt.load_pretrained(run_dir, checkpoint)
+    return Run(path=Path(run_dir), checkpoint=pre.checkpoint, step=pre.step, config=pre.config,
+               model_config=ModelConfig.from_dict(pre.model_config), model_state=pre.model_state,
+               tokenizer=pre.tokenizer, checkpoints=ckpt.list_checkpoints(Path(run_dir)),
+               metrics=read_metrics(Path(run_dir) / "metrics.jsonl"))
+
+
+def open_store(run: Run, store: str | Path | None = None) -> GenomeStore:
+    """The run's genome store: ``store`` if given, else ``RUN/genome``, else the config's data.store."""
+    candidates = [Path(store)] if store else [run.path / "genome"]
+    if not store and (run.config.get("data") or {}).get("store"):
+        candidates.append(Path(run.config["data"]["store"]))
+    for c in candidates:
+        if (c / "index.json").is_file():
+            return GenomeStore.open(c)
+    raise RandomMaskError(f"{run.path}: no genome store found (looked in {', '.join(map(str, candidates))}); "
+                          "pass the store the run was trained on with --store")
+
+
+def eval_encoding(run: Run, store: GenomeStore, n: int) -> Encoding:
+    """The first ``n`` of pretrain's held-out evaluation windows, tokenized as pretrain does."""
+    data = run.config.get("data") or {}
+    tok = run.tokenizer
+    window_nt = tok.bases_for_tokens(run.max_tokens - 2)
+    scfg = SamplerConfig(window_nt=window_nt, short_prob=0.0,
+                         max_n_fraction=float(data.get("max_n_fraction", 0.05)),
+                         heldout_fraction=float(data.get("heldout_fraction", 0.01)), seed=run.seed)
+    windows = WindowSampler(store, scfg, "eval").eval_windows(n)
+    return tok.encode_batch(windows, max_length=run.max_tokens, truncation=True)
+
+
+def build_model(config: ModelConfig, state: dict | None = None, seed: int = 0) -> BertForMaskedLM:
+    """A checkpoint's model, or with ``state`` None the run's initial model (see the module docstring)."""
+    if state is None:
+        cpu_state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(seed)
+            model = BertForMaskedLM(config)
+        finally:
+            torch.random.set_rng_state(cpu_state)  # leave the caller's generator as it was
+    else:
+        model = BertForMaskedLM(config)
+        model.load_state_dict(state)
+    return model.eval()
+
+
+@dataclass
+class Probe:
+    """Attention and representation measures of one model on the held-out windows."""
+
+    entropy: np.ndarray  # [layers, heads] mean attention entropy (nats)
+    shares: dict[int, np.ndarray]  # k -> [layers, heads] mean top-k share
+    uniform_entropy: float  # mean ln(L) over the rows: the entropy of uniform attention
+    effective_rank: list[float]  # [layers + 1]: embeddings output, then each layer's output (centred)
+    effective_rank_uncentred: list[float]
+
+    def to_dict(self) -> dict:
+        return {"entropy": self.entropy.tolist(), "entropy_per_layer": self.entropy.mean(1).tolist(),
+                "uniform_entropy": self.uniform_entropy,
+                "top_k_share": {str(k): v.tolist() for k, v in self.shares.items()},
+                "top_k_share_per_layer": {str(k): v.mean(1).tolist() for k, v in self.shares.items()},
+                "effective_rank": self.effective_rank, "effective_rank_uncentred": self.effective_rank_uncentred}
+
+
+@torch.no_grad()
+def probe(model: BertForMaskedLM, enc: Encoding, batch_size: int = 4, top_k: tuple[int, ...] = (1, 5),
+          device: str | torch.device = "cpu") -> Probe:
+    """Run ``model`` on the windows (unmasked, eval mode) and measure every layer.
+
+    Attention: entropy and top-k shares over the real keys of real query rows (specials included, as
+    the model sees them). Effective rank: of each layer's output over the k-mer tokens of all windows.
+    """
+    model = model.to(device).eval()
+    stats = AttentionStats(top_k)
+    reps: list[list[torch.Tensor]] = []
+    ids = torch.from_numpy(enc.ids.astype(np.int64))
+    am = torch.from_numpy(enc.attention_mask)
+    kmer = torch.from_numpy(~enc.special_mask)
+    for i in range(0, ids.shape[0], batch_size):
+        sl = slice(i, i + batch_size)
+        out = model.bert(ids[sl].to(device), am[sl].to(device), output_attentions=True, output_hidden_states=True)
+        stats.add(out.attentions, am[sl].to(device))
+        sel = kmer[sl].to(device)
+        if not reps:
+            reps = [[] for _ in out.hidden_states]
+        for j, h in enumerate(out.hidden_states):
+            reps[j].append(h[sel].float().cpu())
+    mats = [torch.cat(r) for r in reps]
+    return Probe(entropy=stats.entropy, shares={k: stats.share(k) for k in top_k},
+                 uniform_entropy=stats.uniform_entropy,
+                 effective_rank=[effective_rank(m, center=True) for m in mats],
+                 effective_rank_uncentred=[effective_rank(m) for m in mats])

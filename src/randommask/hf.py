@@ -1,0 +1,579 @@
+"""Hugging Face interoperability: ``randommask export`` and ``randommask import``.
+
+export: a run folder (pre-trained, fine-tuned or imported) becomes a folder that ``transformers`` loads
+with no custom code: ``config.json`` (a plain ``BertConfig``), ``model.safetensors``, ``vocab.txt``,
+``tokenizer_config.json`` / ``special_tokens_map.json`` for ``BertTokenizer`` (no lower-casing, no
+accent stripping, no CJK splitting, so that space-separated k-mers map to exactly our ids), and a
+model card ``README.md``. Our state-dict keys are HF's already (see `randommask.model`), so the
+weights need no renaming, only the tied decoder aliases left out as HF does on disk.
+
+import: the reverse, from a local ``BertForMaskedLM`` folder (DNABERT's layout: ``config.json``,
+``pytorch_model.bin`` or ``model.safetensors``, a ``vocab.txt`` of k-mers in its own order) into a run
+folder whose ``checkpoints/step-0.pt`` every later command opens with `checkpoint.load_pretrained`.
+The vocabulary keeps its id order; k comes from the k-mers, the stride from ``--stride`` (default:
+what an export recorded, else 1, overlapping, as DNABERT).
+
+Both write into a temporary folder next to the output and rename it into place at the end, so a
+failure leaves no half-written folder (and, with ``--force``, the old folder intact).
+
+Nothing here imports ``transformers``: the files are written and read directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from randommask import checkpoint as ckpt
+from randommask.cli import Command
+from randommask.config import from_dict, load_yaml
+from randommask.errors import RandomMaskError
+from randommask.model import (
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    ModelConfig,
+    hf_config_dict,
+    hf_state_dict,
+    load_hf_state_dict,
+    num_parameters,
+)
+from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer
+
+__all__ = ["ExportConfig", "ImportConfig", "cli_commands", "export_run", "import_hf"]
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+# Keys of a BERT checkpoint that a masked-LM model has no use for (BertForPreTraining's NSP head, and
+# the pooler that BertForMaskedLM does not build).
+_DROPPED_PREFIXES = ("bert.pooler.", "pooler.", "cls.seq_relationship.")
+_BERT_DEFAULTS: dict[str, Any] = {  # transformers.BertConfig's defaults, for keys a config.json leaves out
+    "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 512, "type_vocab_size": 2,
+    "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+}
+
+
+# ------------------------------------------------------------------------------------------ configs
+@dataclass
+class ExportConfig:
+    """Export a run folder to a Hugging Face transformers folder."""
+
+    run: str = ""
+    out: str = ""
+    checkpoint: str | None = None  # a checkpoint of the run, a path or a name like step-500.pt (default: latest)
+    force: bool = False  # replace a non-empty output folder
+
+
+@dataclass
+class ImportConfig:
+    """Import a Hugging Face BertForMaskedLM folder (e.g. DNABERT) as a randommask run folder."""
+
+    source: str = ""
+    out: str = ""
+    stride: str | None = None  # 1 (overlapping, DNABERT) or k; default: as exported, else 1
+    force: bool = False  # replace a non-empty output folder
+
+
+# ------------------------------------------------------------------------------------------ output folders
+def _check_out(out: Path, force: bool, inputs: list[Path]) -> None:
+    """Refuse an output that is a file, a non-empty folder (without force), or holds an input."""
+    if out.exists() and not out.is_dir():
+        raise RandomMaskError(f"{out}: exists and is not a folder")
+    res = out.resolve()
+    for p in inputs:
+        p = p.resolve()
+        if res == p or res in p.parents:
+            raise RandomMaskError(f"{out}: the output folder would replace the input {p}; choose another")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise RandomMaskError(f"{out}: folder exists and is not empty; pass --force to replace it")
+
+
+def _staging(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    except OSError as e:
+        raise RandomMaskError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    return tmp
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished temporary folder to ``out``; an old ``out`` is removed only once replaced."""
+    old = None
+    try:
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except OSError as e:
+        if old is not None and not out.exists():
+            os.replace(old, out)
+        raise RandomMaskError(f"{out}: cannot move the finished folder into place ({e.strerror or e})") from None
+    ckpt._fsync_dir(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_folder(out: Path, force: bool, inputs: list[Path], fill: Any) -> None:
+    _check_out(out, force, inputs)
+    tmp = _staging(out)
+    try:
+        fill(tmp)
+        _publish(tmp, out)
+    except OSError as e:
+        raise RandomMaskError(f"{out}: cannot write ({e.strerror or e}); nothing was written") from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ export
+def _read_run(run_dir: Path, checkpoint: str | None) -> tuple[Path, dict, KmerTokenizer]:
+    """The checkpoint state of a run folder, with the same checks as `checkpoint.load_pretrained`."""
+    if not run_dir.is_dir():
+        raise RandomMaskError(f"{run_dir}: run folder not found")
+    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir)
+    if checkpoint and not path.exists() and (run_dir / ckpt.CHECKPOINT_DIR / checkpoint).exists():
+        path = run_dir / ckpt.CHECKPOINT_DIR / checkpoint  # --checkpoint step-500.pt
+    if path is None:
+        hint = " (it is a Hugging Face folder already)" if (run_dir / "config.json").exists() else ""
+        raise RandomMaskError(f"{run_dir}: not a randommask run folder, no checkpoints/step-N.pt{hint}")
+    state = ckpt.load_checkpoint(path)
+    for key in ("model", "model_config", "tokenizer"):
+        if key not in state:
+            raise RandomMaskError(f"{path}: not a randommask checkpoint (no {key!r} entry)")
+    return path, state, ckpt.tokenizer_from_state(run_dir, state)
+
+
+def _id2label(state: dict, num_labels: int, path: Path) -> dict[int, str]:
+    labels = state.get("labels")
+    if labels is None:
+        labels = (state.get("config") or {}).get("labels")
+    if labels is None:
+        return {i: f"LABEL_{i}" for i in range(num_labels)}
+    if isinstance(labels, dict):
+        try:
+            out = {int(k): str(v) for k, v in labels.items()}
+        except (TypeError, ValueError):
+            raise RandomMaskError(f"{path}: labels {labels!r} are not a mapping of class ids to names") from None
+    else:
+        out = {i: str(v) for i, v in enumerate(labels)}
+    if sorted(out) != list(range(num_labels)):
+        raise RandomMaskError(f"{path}: {len(out)} labels for a classifier with {num_labels} classes")
+    return out
+
+
+def _tokenizer_files(tokenizer: KmerTokenizer, max_len: int) -> dict[str, dict]:
+    pad, unk, cls, sep, mask = SPECIAL_TOKENS
+    specials = {"unk_token": unk, "sep_token": sep, "pad_token": pad, "cls_token": cls, "mask_token": mask}
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": False,
+        "do_basic_tokenize": True,
+        "never_split": None,
+        "tokenize_chinese_chars": False,
+        "strip_accents": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": max_len,
+        **specials,
+    }
+    return {"tokenizer_config.json": config, "special_tokens_map.json": specials}
+
+
+def _basename(value: Any) -> Any:
+    if isinstance(value, str) and value:
+        return Path(value).name
+    if isinstance(value, list):
+        return [_basename(v) for v in value]
+    return value
+
+
+def _public_config(config: dict) -> dict:
+    """The run config with local paths cut to file names (a model card is often published)."""
+    out = json.loads(json.dumps(config, default=str))
+    for key in ("out_dir", "init_from", "model", "run", "source"):
+        if key in out:
+            out[key] = _basename(out[key])
+    if isinstance(out.get("task"), str) and out["task"]:
+        out["task"] = "/".join(Path(out["task"]).parts[-2:])  # a GUE task's name: group folder / task
+    data = out.get("data")
+    if isinstance(data, dict):
+        for key in ("fasta", "store"):
+            if key in data:
+                data[key] = _basename(data[key])
+    return out
+
+
+def _masking_lines(config: dict) -> list[str]:
+    from randommask.masking import MaskingConfig, centre_probability, phase_starts, span_widths
+
+    raw = dict(config.get("masking") or {})
+    if not raw:
+        return []
+    try:
+        m = from_dict(MaskingConfig, raw, "masking")
+    except RandomMaskError:
+        return [f"- Masking: `{raw.get('strategy', '?')}` (settings in the config below)"]
+    split = f"{m.mask_token_frac:.0%} [MASK], {m.random_token_frac:.0%} random k-mer, " \
+            f"{1 - m.mask_token_frac - m.random_token_frac:.0%} unchanged"
+    if m.strategy == "bert":
+        return [f"- Masking: BERT, each token chosen with probability {m.mask_prob} ({split})"]
+    if m.strategy == "dnabert":
+        return [f"- Masking: DNABERT, spans of {m.k} consecutive k-mers (the tokens overlapping one "
+                f"nucleotide), centre probability {m.centre_prob} ({split})"]
+    draw = "each span draws its width at random up to the phase maximum" if m.random_width else \
+        "all spans at the phase maximum"
+    lines = [f"- Masking: RandomMask, a curriculum of {m.phases} phases over {m.total_steps} steps whose "
+             f"masked spans widen ({draw}), "
+             f"with the centre probability set so that about {m.target_fraction:.0%} of tokens are masked "
+             f"({split}):"]
+    starts = phase_starts(m)
+    for q, start in enumerate(starts):
+        end = starts[q + 1] - 1 if q + 1 < len(starts) else m.total_steps - 1
+        widths = span_widths(m, start)
+        lines.append(f"  - phase {q + 1}: steps {start}-{end}, span widths "
+                     f"{', '.join(map(str, widths))} k-mers, centre probability {centre_probability(m, start):.4f}")
+    return lines
+
+
+def _how_trained(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, mconf: ModelConfig,
+                 n_params: int, extra: dict) -> list[str]:
+    overlap = "overlapping" if tokenizer.stride == 1 else "non-overlapping"
+    lines = [f"- Tokenizer: `{tokenizer.name}`, {overlap} {tokenizer.k}-mers (stride {tokenizer.stride}), "
+             f"{tokenizer.vocab_size} tokens ({4 ** tokenizer.k} k-mers and 5 special tokens)",
+             f"- Model: BERT encoder, {mconf.num_layers} layers, hidden size {mconf.hidden_size}, "
+             f"{mconf.num_heads} heads, feed-forward {mconf.intermediate_size}, up to "
+             f"{mconf.max_position_embeddings} tokens, {n_params / 1e6:.2f}M parameters"
+             + (f" (preset `{config['preset']}`)" if config.get("preset") else "")]
+    if kind == "import":
+        src = _basename(config.get("source", "")) or "a Hugging Face folder"
+        lines.append(f"- Imported into randommask from `{src}` (a BertForMaskedLM folder) and exported again, "
+                     "weights unchanged")
+        return lines
+    if kind == "finetune":
+        task = extra.get("task") or _basename(config.get("task"))
+        source = extra.get("source") or {}
+        start = "from scratch" if source.get("from_scratch") else (
+            f"from `{_basename(source['run'])}` ({source.get('kind', 'pretrain')}, step {source.get('step')})"
+            if source.get("run") else "")
+        lines.append("- Fine-tuned for sequence classification with `randommask finetune`"
+                     + (f" on task `{task}`" if task else "") + (f", {start}" if start else "")
+                     + f"; the checkpoint is the best on the dev set, at step {step}")
+        if extra.get("max_length"):
+            lines.append(f"- Inputs of up to {extra['max_length']} tokens during fine-tuning")
+        return lines
+    lines.extend(_masking_lines(config))
+    total = config.get("steps")
+    lines.append(f"- Steps: {step}" + (f" of {total} planned" if total and total != step else "")
+                 + (f", {config['batch_size']} windows per micro-batch per rank" if "batch_size" in config else "")
+                 + (f" x {config['grad_accum']} accumulation" if config.get("grad_accum", 1) != 1 else ""))
+    optim = config.get("optim") or {}
+    if optim:
+        lines.append(f"- Optimizer: AdamW, peak learning rate {optim.get('lr')}, warm-up {optim.get('warmup_steps')} "
+                     f"steps then linear decay, weight decay {optim.get('weight_decay')}")
+    data = config.get("data") or {}
+    if data:
+        source = ", ".join(f"`{n}`" for n in _basename(data.get("fasta") or [])) or \
+            (f"prepared store `{_basename(data['store'])}`" if data.get("store") else "(not recorded)")
+        lines.append(f"- Data: {source}; windows of {data.get('max_tokens')} tokens, the last "
+                     f"{data.get('heldout_fraction', 0):.0%} of every record held out for evaluation, "
+                     f"reverse-complement probability {data.get('reverse_complement_prob', 0)}")
+    return lines
+
+
+def _model_card(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, mconf: ModelConfig,
+                n_params: int, id2label: dict[int, str] | None, extra: dict) -> str:
+    k, s = tokenizer.k, tokenizer.stride
+    max_bases = tokenizer.bases_for_tokens(mconf.max_position_embeddings - 2)
+    classify = id2label is not None
+    auto = "AutoModelForSequenceClassification" if classify else "AutoModelForMaskedLM"
+    tags = ["dna", "genomics", "biology", "kmer", "randommask"]
+    head = ["---", "library_name: transformers", f"pipeline_tag: {'text-classification' if classify else 'fill-mask'}",
+            "tags:", *[f"- {t}" for t in tags], "---", ""]
+    title = "DNA sequence classifier" if classify else "DNA language model"
+    body = [f"# {title} ({tokenizer.name}, trained with randommask)", "",
+            f"A BERT-style {'classifier' if classify else 'masked language model'} of DNA over {k}-mer tokens, "
+            "trained with randommask and exported as a plain `transformers` "
+            f"`{'BertForSequenceClassification' if classify else 'BertForMaskedLM'}` (no custom code, no "
+            "`trust_remote_code`).", "", "## How it was trained", "",
+            *_how_trained(kind, config, step, tokenizer, mconf, n_params, extra), ""]
+    if classify:
+        body += ["Classes: " + ", ".join(f"{i} = `{name}`" for i, name in sorted(id2label.items())), ""]
+    stride_arg = "1" if s == 1 else '"k"'
+    body += [
+        "## Input: from DNA to tokens", "",
+        f"The model reads DNA as {'overlapping' if s == 1 else 'non-overlapping'} {k}-mers (one token starting "
+        f"{'at every base' if s == 1 else f'every {s} bases'}), between `[CLS]` and `[SEP]`. A k-mer holding "
+        "anything but A, C, G, T (such as N) is `[UNK]`. Input is upper case: the tokenizer does not change "
+        f"case. At most {mconf.max_position_embeddings} tokens fit, i.e. {max_bases} bases.", "",
+        "With randommask:", "", "```python", "import torch", f"from transformers import {auto}",
+        "from randommask.tokenizers import KmerTokenizer", "",
+        'MODEL = "path/to/this/folder"',
+        f'tokenizer = KmerTokenizer.from_vocab_file(f"{{MODEL}}/vocab.txt", stride={stride_arg})',
+        f"model = {auto}.from_pretrained(MODEL).eval()",
+        'enc = tokenizer.encode("ACGTACGTTAGCCATG")',
+        "with torch.no_grad():",
+        "    out = model(input_ids=torch.from_numpy(enc.ids).long(),",
+        "                attention_mask=torch.from_numpy(enc.attention_mask))",
+        "```", "",
+        "Without randommask (any BERT tokenizer from `transformers` reads the same ids):", "",
+        "```python", f"from transformers import AutoTokenizer, {auto}", "",
+        f"def to_kmers(seq: str, k: int = {k}, stride: int = {s}) -> str:",
+        '    seq = seq.upper()',
+        '    return " ".join(seq[i : i + k] for i in range(0, len(seq) - k + 1, stride))', "",
+        'MODEL = "path/to/this/folder"',
+        "tokenizer = AutoTokenizer.from_pretrained(MODEL)",
+        f"model = {auto}.from_pretrained(MODEL)",
+        'inputs = tokenizer(to_kmers("ACGTACGTTAGCCATG"), return_tensors="pt")',
+        "out = model(**inputs)",
+        "```", "",
+    ]
+    body += ["## Run config", "", "The effective config of the run (local paths cut to file names):", "",
+             "```json", json.dumps(_public_config(config), indent=2, default=str), "```", ""]
+    return "\n".join(head + body)
+
+
+def export_run(run: str | Path, out: str | Path, checkpoint: str | None = None, force: bool = False) -> Path:
+    """Write ``out``, a transformers folder of the run's checkpoint (default: its latest)."""
+    from safetensors.torch import save_file
+
+    run_dir, out = Path(run), Path(out)
+    _check_out(out, force, [run_dir])
+    path, state, tokenizer = _read_run(run_dir, checkpoint)
+    try:
+        mconf = ModelConfig.from_dict(state["model_config"])
+    except RandomMaskError as e:
+        raise RandomMaskError(f"{path}: {e}") from None
+    sd = state["model"]
+    kind = state.get("kind") or ("finetune" if "classifier.weight" in sd else "pretrain")
+    classify = kind == "finetune" or "classifier.weight" in sd
+    model = BertForSequenceClassification(mconf) if classify else BertForMaskedLM(mconf)
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise RandomMaskError(f"{path}: model weights do not match its model_config "
+                              f"({str(e).splitlines()[0]})") from None
+    if mconf.vocab_size != tokenizer.vocab_size:
+        raise RandomMaskError(f"{path}: model vocabulary {mconf.vocab_size} != tokenizer vocabulary "
+                              f"{tokenizer.vocab_size}")
+    tensors = {k: v.contiguous().clone() for k, v in hf_state_dict(model, include_tied=False).items()}
+    id2label = _id2label(state, mconf.num_labels, path) if classify else None
+    hf_config = {
+        "architectures": ["BertForSequenceClassification" if classify else "BertForMaskedLM"],
+        "model_type": "bert",
+        **hf_config_dict(mconf),
+        "pad_token_id": tokenizer.pad_id,
+        "tie_word_embeddings": True,
+        "torch_dtype": str(next(iter(tensors.values())).dtype).replace("torch.", ""),
+    }
+    if classify:
+        del hf_config["num_labels"]  # id2label says it; both would have to agree
+        hf_config["id2label"] = {str(i): name for i, name in sorted(id2label.items())}
+        hf_config["label2id"] = {name: i for i, name in sorted(id2label.items())}
+    # What an import needs and HF has no field for (transformers keeps unknown keys as they are).
+    hf_config["randommask"] = {"tokenizer": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride,
+                               "kind": kind, "step": int(state.get("step", 0))}
+    config = dict(state.get("config") or {})
+    card = _model_card(kind, config, int(state.get("step", 0)), tokenizer, mconf, num_parameters(model), id2label,
+                       state)
+
+    def fill(tmp: Path) -> None:
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        shutil.copymode(tmp / "config.json", tmp / "model.safetensors")  # safetensors writes it owner-only
+        tokenizer.save_vocab(tmp / "vocab.txt")
+        for name, content in _tokenizer_files(tokenizer, mconf.max_position_embeddings).items():
+            (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
+        (tmp / "README.md").write_text(card)
+
+    _write_folder(out, force, [run_dir], fill)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ import
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RandomMaskError(f"{path}: not found; a Hugging Face model folder needs it") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RandomMaskError(f"{path}: cannot read ({e.__class__.__name__})") from None
+    except json.JSONDecodeError as e:
+        raise RandomMaskError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(data, dict):
+        raise RandomMaskError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _load_weight_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RandomMaskError(f"{path}: weights file not found") from None
+    except Exception as e:  # truncated, foreign, or a pickle that is not plain tensors
+        raise RandomMaskError(f"{path}: cannot read the weights ({e.__class__.__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise RandomMaskError(f"{path}: not a state dict of tensors")
+    return sd
+
+
+def _load_weights(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return path, _load_weight_file(path)
+        index = _read_json(path).get("weight_map")
+        if not isinstance(index, dict):
+            raise RandomMaskError(f"{path}: no weight_map in the shard index")
+        sd: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(index.values())):
+            sd.update(_load_weight_file(folder / shard))
+        return path, sd
+    other = [p.name for p in folder.glob("*") if p.suffix in (".h5", ".msgpack", ".ckpt", ".index")]
+    hint = f" (found {', '.join(sorted(other))}: convert them to PyTorch weights first)" if other else ""
+    raise RandomMaskError(f"{folder}: no model weights; expected {' or '.join(WEIGHT_FILES[::2])}{hint}")
+
+
+def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: KmerTokenizer) -> ModelConfig:
+    model_type = cfg.get("model_type")
+    archs = cfg.get("architectures") or []
+    if model_type is None and not (archs and all(str(a).startswith("Bert") for a in archs)):
+        raise RandomMaskError(f"{cfg_path}: no model_type; randommask import reads BERT models (model_type bert)")
+    if model_type is not None and model_type != "bert":
+        raise RandomMaskError(f"{cfg_path}: model_type is {model_type!r}, not 'bert'; randommask import reads "
+                              "BERT models only")
+    v = {**_BERT_DEFAULTS, **cfg}
+    if v["hidden_act"] != "gelu":
+        raise RandomMaskError(f"{cfg_path}: hidden_act is {v['hidden_act']!r}; randommask's BERT uses the exact "
+                              "(erf) GELU, hidden_act 'gelu', only")
+    if v.get("position_embedding_type", "absolute") != "absolute":
+        raise RandomMaskError(f"{cfg_path}: position_embedding_type is {v['position_embedding_type']!r}; only "
+                              "'absolute' is supported")
+    if v.get("is_decoder") or v.get("add_cross_attention"):
+        raise RandomMaskError(f"{cfg_path}: a decoder BERT (is_decoder / add_cross_attention) is not supported")
+    if v["vocab_size"] != tokenizer.vocab_size:
+        raise RandomMaskError(f"{cfg_path}: vocab_size is {v['vocab_size']}, but vocab.txt has "
+                              f"{tokenizer.vocab_size} tokens")
+    num_labels = len(v["id2label"]) if isinstance(v.get("id2label"), dict) else int(v.get("num_labels", 2))
+    try:
+        return ModelConfig(
+            vocab_size=tokenizer.vocab_size, hidden_size=v["hidden_size"], num_layers=v["num_hidden_layers"],
+            num_heads=v["num_attention_heads"], intermediate_size=v["intermediate_size"],
+            max_position_embeddings=v["max_position_embeddings"], type_vocab_size=v["type_vocab_size"],
+            layer_norm_eps=v["layer_norm_eps"], hidden_dropout=v["hidden_dropout_prob"],
+            attention_dropout=v["attention_probs_dropout_prob"], initializer_range=v["initializer_range"],
+            pad_token_id=tokenizer.pad_id, num_labels=max(num_labels, 1))
+    except RandomMaskError as e:
+        raise RandomMaskError(f"{cfg_path}: {e}") from None
+
+
+def _stride(value: Any, k: int, recorded: Any) -> int:
+    if value is None:
+        value = recorded if recorded in (1, k) else 1
+    text = str(value).strip()
+    if text == "1":
+        return 1
+    if text in ("k", str(k)):
+        return k
+    raise RandomMaskError(f"--stride must be 1 (overlapping) or k (non-overlapping, here {k}), got {value!r}")
+
+
+def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bool = False) -> Path:
+    """Write ``out``, a randommask run folder holding the weights of a transformers BertForMaskedLM folder."""
+    folder, out = Path(source), Path(out)
+    if not folder.is_dir():
+        raise RandomMaskError(f"{folder}: folder not found")
+    _check_out(out, force, [folder])
+    cfg_path = folder / "config.json"
+    hf_cfg = _read_json(cfg_path)
+    recorded = hf_cfg.get("randommask") if isinstance(hf_cfg.get("randommask"), dict) else {}
+    vocab_path = folder / "vocab.txt"
+    if not vocab_path.is_file():
+        raise RandomMaskError(f"{vocab_path}: not found; randommask import needs the k-mer vocabulary")
+    probe = KmerTokenizer.from_vocab_file(vocab_path)  # k and the id order (or a clear error)
+    tokenizer = KmerTokenizer(probe.k, _stride(stride, probe.k, recorded.get("stride")), probe.vocab)
+    mconf = _hf_model_config(cfg_path, hf_cfg, tokenizer)
+    weights_path, raw = _load_weights(folder)
+
+    emb = [key for key in raw if key.endswith("embeddings.word_embeddings.weight")]
+    if not emb:
+        raise RandomMaskError(f"{weights_path}: no embeddings.word_embeddings.weight; not BERT weights")
+    rows = raw[emb[0]].shape[0]
+    if rows != tokenizer.vocab_size:
+        raise RandomMaskError(f"{weights_path}: word embeddings have {rows} rows, but vocab.txt has "
+                              f"{tokenizer.vocab_size} tokens")
+    if not any(key.startswith("cls.predictions.") for key in raw):
+        raise RandomMaskError(f"{weights_path}: no masked-LM head (cls.predictions.*); randommask import takes a "
+                              "BertForMaskedLM folder")
+    sd = {key: t for key, t in raw.items() if not key.startswith(_DROPPED_PREFIXES)}
+    model = BertForMaskedLM(mconf)
+    try:
+        load_hf_state_dict(model, sd)
+    except RandomMaskError as e:
+        raise RandomMaskError(f"{weights_path}: {e}") from None
+
+    config = {"kind": "import", "source": str(folder.resolve()), "weights": weights_path.name,
+              "tokenizer": tokenizer.name, "stride": tokenizer.stride, "hf_config": hf_cfg}
+    state = {"step": 0, "model": model.state_dict(), "model_config": mconf.to_dict(),
+             "tokenizer": {"name": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride},
+             "vocab": list(tokenizer.vocab), "config": config, "kind": "import"}
+
+    def fill(tmp: Path) -> None:
+        import yaml
+
+        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        tokenizer.save_vocab(tmp / "vocab.txt")
+        ckpt.save_checkpoint(tmp, 0, state, keep=0)
+
+    _write_folder(out, force, [folder], fill)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def run_export(cfg: ExportConfig, ns: argparse.Namespace) -> int:
+    if not cfg.run or not cfg.out:
+        raise RandomMaskError("give the run folder and the output folder: randommask export RUN OUT")
+    out = export_run(cfg.run, cfg.out, checkpoint=cfg.checkpoint, force=cfg.force)
+    print(f"exported {cfg.run} to {out}: load it with transformers' from_pretrained({str(out)!r})")
+    return 0
+
+
+def run_import(cfg: ImportConfig, ns: argparse.Namespace) -> int:
+    if not cfg.source or not cfg.out:
+        raise RandomMaskError("give the Hugging Face folder and the output folder: randommask import HF_FOLDER OUT")
+    out = import_hf(cfg.source, cfg.out, stride=cfg.stride, force=cfg.force)
+    info = load_yaml(out / "config.yaml")
+    print(f"imported {cfg.source} into {out} (tokenizer {info['tokenizer']}); "
+          f"use it with --init-from {out} or as the model of finetune, embed, analyze")
+    return 0
+
+
+def cli_commands() -> list[Command]:
+    return [
+        Command("export", "Export a run folder as a Hugging Face transformers folder (config.json, "
+                "model.safetensors, tokenizer files, model card).", ExportConfig, run_export,
+                positionals=[("RUN", "run", None), ("OUT", "out", None)]),
+        Command("import", "Import a Hugging Face BertForMaskedLM folder (e.g. DNABERT) as a randommask run "
+                "folder.", ImportConfig, run_import,
+                positionals=[("HF_FOLDER", "source", None), ("OUT", "out", None)]),
+    ]
