@@ -92,7 +92,8 @@ def test_resume_gives_same_parameters(tmp_path, monkeypatch):
 def test_torchrun_two_ranks_matches_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     common = [str(LAMBDA), "--max-tokens", "128", "--steps", "24", "--log_interval", "2", "--eval_interval", "24",
-              "--eval_windows", "4", "--save_interval", "24", "--progress", "false", "--optim.lr", "5e-3", "--optim.warmup_steps", "2",
+              "--eval_windows", "4", "--save_interval", "24", "--progress", "false", "--optim.lr", "5e-3",
+              "--optim.warmup_steps", "2",
               "--model", "{hidden_dropout: 0.0, attention_dropout: 0.0}"]
     one = subprocess.run([sys.executable, "-m", "randommask.cli", "pretrain", *common, "--batch-size", "16",
                           "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)

@@ -32,6 +32,18 @@ LATEST = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)\.pt$")
 
 
+def fault_point(name: str) -> None:
+    """A place where the crash tests (tests/test_reliability.py) may hold the process to kill it.
+
+    Inert unless RANDOMMASK_FAULT_PAUSE is set to ``name:seconds`` in the environment.
+    """
+    spec = os.environ.get("RANDOMMASK_FAULT_PAUSE", "")
+    if spec.startswith(name + ":"):
+        import time
+
+        time.sleep(float(spec.split(":", 1)[1]))
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -77,11 +89,15 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
         raise RandomMaskError(f"{ckpt_dir}: cannot create checkpoint folder ({e.strerror or e})") from None
     path = ckpt_dir / f"step-{step}.pt"
     tmp = ckpt_dir / f".step-{step}.pt.tmp-{os.getpid()}"
+    for stale in ckpt_dir.glob(".step-*.pt.tmp-*"):  # left by a process killed mid-write
+        if stale.name.rsplit("-", 1)[-1] != str(os.getpid()):
+            stale.unlink(missing_ok=True)
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
+        fault_point("checkpoint-written")
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)

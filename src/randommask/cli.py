@@ -51,8 +51,7 @@ def build_parser(commands: list[Command]) -> argparse.ArgumentParser:
                                      "RandomMask pre-training.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in commands:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         for metavar, dotted, nargs in cmd.positionals:
             p.add_argument(f"pos:{dotted}", metavar=metavar, nargs=nargs, default=None,
                            help=f"sets {dotted}")

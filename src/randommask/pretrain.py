@@ -309,7 +309,10 @@ class StopSignal:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise SystemExit(128 + signum)
+            # Out now, even mid-write: every file we publish is written to a temporary name and renamed,
+            # so nothing half-written is ever visible, and the previous checkpoint stays valid.
+            os.write(2, b"second signal: exiting now; resume from the last checkpoint with --resume\n")
+            os._exit(128 + signum)
         self.requested = True
 
     def __exit__(self, *exc: Any) -> None:

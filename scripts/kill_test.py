@@ -1,0 +1,132 @@
+"""Kill test: SIGKILL a tiny CPU pre-training at random moments, resume each time, and check that the
+final parameters equal those of an uninterrupted run, bit for bit.
+
+One of the kills lands while a checkpoint is being written (the process is held at that point with
+RANDOMMASK_FAULT_PAUSE); after every kill the newest checkpoint must still load.
+
+    python scripts/kill_test.py FASTA [--steps 60] [--kills 5] [--seed 0] [--work DIR]
+
+Exit status 0 when the parameters match. tests/test_reliability.py runs a short version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from randommask import checkpoint as ckpt
+
+
+def command(fasta: str, out: Path, steps: int, resume: bool) -> list[str]:
+    return [sys.executable, "-m", "randommask.cli", "pretrain", fasta, "--out", str(out), "--steps", str(steps),
+            "--batch-size", "4", "--max-tokens", "64", "--save_interval", "5", "--log_interval", "1",
+            "--eval_interval", str(steps), "--eval_windows", "4", "--deterministic", "true", "--progress", "false",
+            "--keep_checkpoints", "2"] + (["--resume"] if resume else [])
+
+
+def env(pause: bool = False) -> dict:
+    e = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if pause:
+        e["RANDOMMASK_FAULT_PAUSE"] = "checkpoint-written:30"
+    return e
+
+
+def logged_step(out: Path) -> int:
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    step = 0
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # a line cut by the kill
+            step = max(step, json.loads(line).get("step", 0))
+    return step
+
+
+def run_to_end(fasta: str, out: Path, steps: int) -> None:
+    resume = ckpt.latest_checkpoint(out) is not None
+    done = subprocess.run(command(fasta, out, steps, resume), env=env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"run failed: {done.stderr.strip()[-500:]}")
+
+
+def kill_at(fasta: str, out: Path, steps: int, target: int | None, rng: random.Random) -> str:
+    """Start (or resume) the run and SIGKILL it: after step ``target``, or mid-checkpoint when None."""
+    resume = ckpt.latest_checkpoint(out) is not None
+    log = out.parent / f"{out.name}.stdout"
+    with open(log, "w") as stdout:
+        proc = subprocess.Popen(command(fasta, out, steps, resume), env=env(pause=target is None),
+                                stdout=stdout, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    what = ""
+    while time.time() < deadline and proc.poll() is None:
+        # The banner comes after the resumed run has cut metrics.jsonl back to its checkpoint.
+        started = "randommask pretrain:" in log.read_text()
+        if not started:
+            pass
+        elif target is None:
+            ckpt_dir = out / ckpt.CHECKPOINT_DIR
+            tmp = list(ckpt_dir.glob(".step-*.tmp-*")) if ckpt_dir.exists() else []
+            if tmp:
+                what = f"during the write of {tmp[0].name}"
+                break
+        elif logged_step(out) >= target:
+            time.sleep(rng.uniform(0, 0.05))
+            what = f"after step {logged_step(out)}"
+            break
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        return f"finished before the kill (exit {proc.returncode})"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return what
+
+
+def kill_test(fasta: str, work: Path, steps: int = 60, kills: int = 5, seed: int = 0, verbose: bool = True) -> bool:
+    rng = random.Random(seed)
+    ref, cut = work / "uninterrupted", work / "interrupted"
+    run_to_end(fasta, ref, steps)
+    checkpoint_kill = rng.randrange(kills)
+    targets = sorted(rng.sample(range(2, steps - 1), kills - 1))
+    for i in range(kills):
+        target = None if i == checkpoint_kill else targets.pop(0)
+        what = kill_at(fasta, cut, steps, target, rng)
+        latest = ckpt.latest_checkpoint(cut)
+        if latest is not None:
+            ckpt.load_checkpoint(latest)  # must load: a kill never leaves a broken newest checkpoint
+        if verbose:
+            print(f"kill {i + 1}: {what}; newest checkpoint {latest.name if latest else 'none'}", flush=True)
+    run_to_end(fasta, cut, steps)
+    a = ckpt.load_checkpoint(ckpt.latest_checkpoint(ref))["model"]
+    b = ckpt.load_checkpoint(ckpt.latest_checkpoint(cut))["model"]
+    same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if verbose:
+        print(f"final parameters after {kills} kills {'equal' if same else 'DIFFER FROM'} the uninterrupted run's "
+              f"({len(a)} tensors, step {steps})")
+    return same
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("fasta")
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--kills", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="randommask-kill-"))
+    return 0 if kill_test(args.fasta, work, args.steps, args.kills, args.seed) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
