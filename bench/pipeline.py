@@ -64,7 +64,7 @@ def ours(seqs: list[str], tok: KmerTokenizer, cfg: MaskingConfig, step: int, see
     for b0 in range(0, len(seqs), batch):
         enc = tok.encode_batch(seqs[b0 : b0 + batch])
         out.append(apply_mask(enc.ids, enc.special_mask, masking_rng(seed, step, b0), cfg, step,
-                              tok.mask_id, tok.kmer_ids)[:2])
+                              tok.mask_id, tok.kmer_ids, inplace=True)[:2])
     return out
 
 

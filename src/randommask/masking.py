@@ -221,7 +221,8 @@ def spans_to_mask(centres: np.ndarray, widths: np.ndarray, maskable: np.ndarray,
 
 
 def apply_mask(ids: np.ndarray, special_mask: np.ndarray, rng: np.random.Generator, config: MaskingConfig,
-               step: int, mask_id: int, random_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               step: int, mask_id: int, random_ids: np.ndarray,
+               inplace: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mask a batch of token ids.
 
     Args:
@@ -230,6 +231,7 @@ def apply_mask(ids: np.ndarray, special_mask: np.ndarray, rng: np.random.Generat
         rng: the batch's generator (see `masking_rng`).
         step: the training step (selects the RandomMask phase).
         mask_id: the [MASK] id; random_ids: the ids a replaced token is drawn from (the k-mers).
+        inplace: corrupt ``ids`` itself instead of a copy (the data pipeline, which owns the batch).
     Returns:
         (input_ids, labels, mask): the corrupted ids, labels (-100 except at masked positions, where
         they hold the original id), and the boolean mask of chosen positions.
@@ -239,7 +241,7 @@ def apply_mask(ids: np.ndarray, special_mask: np.ndarray, rng: np.random.Generat
     flat_idx = np.flatnonzero(mask)
     labels = np.full(ids.shape, IGNORE_INDEX, dtype=ids.dtype)
     labels.reshape(-1)[flat_idx] = ids.reshape(-1)[flat_idx]
-    inputs = ids.copy()
+    inputs = ids if inplace else ids.copy()
     r = rng.random(flat_idx.size)
     to_mask = flat_idx[r < config.mask_token_frac]
     to_random = flat_idx[(r >= config.mask_token_frac) & (r < config.mask_token_frac + config.random_token_frac)]

@@ -168,7 +168,7 @@ class MaskedBatches(torch.utils.data.IterableDataset):
         windows = [self.sampler.draw(self.sampler.global_index(first + j)) for j in range(cfg.batch_size)]
         enc = tok.encode_batch(windows, max_length=cfg.data.max_tokens, truncation=True)
         inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(cfg.seed, step, self.rank, a),
-                                       self.masking, step, tok.mask_id, tok.kmer_ids)
+                                       self.masking, step, tok.mask_id, tok.kmer_ids, inplace=True)
         return {"input_ids": torch.from_numpy(inputs), "attention_mask": torch.from_numpy(enc.attention_mask),
                 "labels": torch.from_numpy(labels.astype(np.int64)), "step": step}
 

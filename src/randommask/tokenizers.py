@@ -39,12 +39,34 @@ MAX_K = 8
 _NAME_RE = re.compile(r"^(?:kmer(?P<k>\d+)(?P<nonoverlap>-nonoverlap)?|nt)$")
 
 
+def kmer_values(codes: np.ndarray, k: int, n: int) -> np.ndarray:
+    """values[:, j] = the base-4 number of the k bases codes[:, j : j + k], for j < n (N reads as A).
+
+    Built by doubling: values of 2-base blocks from 1-base ones, 4 from 2, ..., and the blocks that make
+    up k joined at the end, so k = 6 takes three passes over the matrix instead of six.
+    """
+    dtype = np.uint16 if k <= 7 else np.uint32
+    block, width = np.bitwise_and(codes, dtype(3)), 1  # block[:, j]: value of `width` bases from j
+    result, filled = None, 0
+    rest = k
+    while True:
+        if rest & 1:  # append this block after the `filled` bases the result holds
+            part = block[:, filled : filled + n]
+            result = part if result is None else (result[:, :n] << (2 * width)) | part
+            filled += width
+        rest >>= 1
+        if not rest:
+            return result[:, :n]
+        block = (block[:, :-width] << (2 * width)) | block[:, width:]
+        width *= 2
+
+
 @dataclass
 class Encoding:
     """A tokenized batch.
 
-    ids: int64 [B, T] token ids, ``[CLS] ... [SEP]`` then ``[PAD]``.
-    attention_mask: int64 [B, T], 1 for real tokens (specials included), 0 for padding.
+    ids: int32 [B, T] token ids, ``[CLS] ... [SEP]`` then ``[PAD]``.
+    attention_mask: int8 [B, T], 1 for real tokens (specials included), 0 for padding.
     special_mask: bool [B, T], True for [CLS], [SEP] and [PAD] (the positions masking never touches).
     lengths: int [B], k-mer tokens per row (specials excluded).
     spans (derived): int64 [B, T, 2], the half-open range [start, end) of bases that each token
@@ -263,10 +285,7 @@ class KmerTokenizer:
         if t > 0:
             # Base-4 value of the k-mer at each token start: two bits per base, k shifts over the matrix.
             n_pos = (t - 1) * s + 1
-            value = np.zeros((b, n_pos), dtype=np.uint16 if k <= 7 else np.uint32)
-            for i in range(k):
-                value <<= 2
-                value |= codes[:, i : i + n_pos] & 3
+            value = kmer_values(codes, k, n_pos)
             if s > 1:
                 value = value[:, ::s]
             tok = ids[:, 1 : t + 1]
@@ -288,7 +307,8 @@ class KmerTokenizer:
         rows = np.arange(b)
         ids[:, 0] = self.cls_id
         ids[rows, n_tok + 1] = self.sep_id
-        return Encoding(ids=ids, attention_mask=(col <= end).astype(np.int64),
+        # int8 0/1 (a view of the boolean, no copy): models take any integer or boolean mask.
+        return Encoding(ids=ids, attention_mask=(col <= end).view(np.int8),
                         special_mask=(col == 0) | (col >= end), lengths=n_tok.copy(), k=k, stride=s)
 
     # ---------------------------------------------------------------- decoding
