@@ -16,7 +16,7 @@ from randommask.errors import RandomMaskError
 
 # Modules with a cli_commands() function, after the ones defined here.
 COMMAND_MODULES: list[str] = ["randommask.demo", "randommask.hf", "randommask.finetune", "randommask.evaluate",
-                               "randommask.inference", "randommask.analysis.report"]
+                               "randommask.inference", "randommask.analysis.report", "randommask.study"]
 
 
 @dataclass

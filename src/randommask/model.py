@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from randommask.errors import RandomMaskError
@@ -288,10 +289,15 @@ class BertSelfAttention(nn.Module):
         return x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2)  # [B, heads, T, d]
 
     def forward(
-        self, hidden: Tensor, keep: Tensor | None, output_attentions: bool = False
+        self,
+        hidden: Tensor,
+        keep: Tensor | None,
+        output_attentions: bool = False,
+        queries: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
+        """Attention of `queries` [B, Tq, H] (default: `hidden` itself) over `hidden` [B, T, H]."""
         q, k, v = (
-            self._heads(self.query(hidden)),
+            self._heads(self.query(hidden if queries is None else queries)),
             self._heads(self.key(hidden)),
             self._heads(self.value(hidden)),
         )
@@ -338,10 +344,21 @@ class BertAttention(nn.Module):
         self.output = BertSelfOutput(config)
 
     def forward(
-        self, hidden: Tensor, keep: Tensor | None, output_attentions: bool = False
+        self,
+        hidden: Tensor,
+        keep: Tensor | None,
+        output_attentions: bool = False,
+        rows: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        context, probs = self.self(hidden, keep, output_attentions)
-        return self.output(context, hidden), probs
+        if rows is None:
+            context, probs = self.self(hidden, keep, output_attentions)
+            return self.output(context, hidden), probs
+        # Only the query rows `rows` = (idx [B, m] positions, valid [B, m]) are computed; keys and
+        # values still come from every token. The result is flat: [n_valid, H] in row-major order.
+        idx, valid = rows
+        queries = hidden.gather(1, idx[..., None].expand(-1, -1, hidden.shape[-1]))
+        context, _ = self.self(hidden, keep, queries=queries)
+        return self.output(context[valid], queries[valid]), None
 
 
 class BertIntermediate(nn.Module):
@@ -378,9 +395,14 @@ class BertLayer(nn.Module):
         self.output = BertOutput(config)
 
     def forward(
-        self, hidden: Tensor, keep: Tensor | None, output_attentions: bool = False
+        self,
+        hidden: Tensor,
+        keep: Tensor | None,
+        output_attentions: bool = False,
+        rows: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        attended, probs = self.attention(hidden, keep, output_attentions)
+        """`rows` (see `BertAttention`): compute the block for those positions only, output [n, H]."""
+        attended, probs = self.attention(hidden, keep, output_attentions, rows)
         return self.output(self.intermediate(attended), attended), probs
 
 
@@ -420,12 +442,32 @@ def _init_weights(module: nn.Module, std: float) -> None:
         nn.init.zeros_(module.bias)
 
 
+def _query_rows(subset: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(idx [B, m], valid [B, m]): each row's selected positions in order, padded to the row maximum m.
+
+    None when nothing is selected. Reading m is one host-device sync.
+    """
+    counts = subset.sum(dim=1)
+    m = int(counts.max()) if counts.numel() else 0
+    if m == 0:
+        return None
+    # A stable sort puts each row's selected positions first, in position order.
+    idx = torch.sort(subset.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :m]
+    valid = torch.arange(m, device=subset.device)[None, :] < counts[:, None]
+    return idx, valid
+
+
 class BertEncoderModel(nn.Module):
-    """Embeddings + encoder (+ optional pooler): the HF `BertModel` layout."""
+    """Embeddings + encoder (+ optional pooler): the HF `BertModel` layout.
+
+    Set `gradient_checkpointing = True` to recompute each layer's activations in the backward pass
+    instead of keeping them (`torch.utils.checkpoint`): less memory, about one more forward of compute.
+    """
 
     def __init__(self, config: ModelConfig, add_pooling_layer: bool = True) -> None:
         super().__init__()
         self.config = config
+        self.gradient_checkpointing = False
         self.embeddings = BertEmbeddings(config)
         self.encoder = BertEncoder(config)
         self.pooler = BertPooler(config) if add_pooling_layer else None
@@ -444,19 +486,40 @@ class BertEncoderModel(nn.Module):
         token_type_ids: Tensor | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        query_subset: Tensor | None = None,
     ) -> EncoderOutput:
-        """Encode `input_ids` [B, T]; `attention_mask` [B, T] is 1 for real tokens, 0 for padding."""
+        """Encode `input_ids` [B, T]; `attention_mask` [B, T] is 1 for real tokens, 0 for padding.
+
+        `query_subset` (bool [B, T]): only these positions' final states are wanted, and
+        `last_hidden_state` is then [n_selected, H] in row-major order (as `hidden[query_subset]`).
+        The last layer then runs its queries, output projection and feed-forward on those positions
+        only (keys and values still cover every token): the same values, less work. With hidden
+        states or attentions asked for, everything is computed and the selection made at the end.
+        """
         keep = None
         if attention_mask is not None:
             keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, T_k], broadcast over heads/queries
+        rows = None
+        if query_subset is not None and not (output_attentions or output_hidden_states):
+            rows = _query_rows(query_subset)
         hidden = self.embeddings(input_ids, token_type_ids)
         all_hidden: list[Tensor] = [hidden]
         all_probs: list[Tensor] = []
-        for layer in self.encoder.layer:
-            hidden, probs = layer(hidden, keep, output_attentions)
+        checkpointing = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        last = len(self.encoder.layer) - 1
+        for i, layer in enumerate(self.encoder.layer):
+            layer_rows = rows if i == last else None
+            if checkpointing:
+                hidden, probs = torch.utils.checkpoint.checkpoint(
+                    layer, hidden, keep, output_attentions, layer_rows, use_reentrant=False
+                )
+            else:
+                hidden, probs = layer(hidden, keep, output_attentions, layer_rows)
             all_hidden.append(hidden)
             if probs is not None:
                 all_probs.append(probs)
+        if query_subset is not None and rows is None:
+            hidden = hidden[query_subset]  # the full path (or nothing selected): select at the end
         return EncoderOutput(
             last_hidden_state=hidden,
             pooler_output=self.pooler(hidden) if self.pooler is not None else None,
@@ -534,26 +597,30 @@ class BertForMaskedLM(nn.Module):
         """MLM logits and loss; `labels` [B, T] hold target ids, -100 where no loss is taken.
 
         With `masked_only=True` the head (transform + decoder, the vocab-sized matmul) runs only
-        on the labelled positions, which is most of the MLM cost saved when ~15% are masked.
+        on the labelled positions, which is most of the MLM cost saved when ~15% are masked; so do
+        the last layer's queries, output projection and feed-forward (nothing else reads them).
+        Loss, logits and gradients are those of the full path.
         """
         if masked_only and labels is None:
             raise ValueError("masked_only=True needs labels to know which positions are masked")
+        selected = labels != IGNORE_INDEX if labels is not None else None
         out = self.bert(
             input_ids,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            query_subset=selected if masked_only else None,
         )
         hidden = out.last_hidden_state
         loss = num_masked = None
         if labels is None:
             logits = self.cls(hidden)
         else:
-            selected = labels != IGNORE_INDEX
+            assert selected is not None
             num_masked = selected.sum()
             if masked_only:
-                logits = self.cls(hidden[selected])  # [n_masked, vocab]
+                logits = self.cls(hidden)  # the encoder already kept only the masked rows: [n_masked, vocab]
                 targets = labels[selected]
             else:
                 logits = self.cls(hidden)
