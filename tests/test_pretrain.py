@@ -21,6 +21,7 @@ from randommask.genome import prepare
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHR20 = DATA / "genomes" / "20.fa.gz"
 LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
+ECOLI = DATA / "genomes" / "ecoli536_NC_008253.fna.gz"
 needs_data = pytest.mark.skipif(not LAMBDA.exists(), reason="shared data folder not present")
 
 
@@ -91,9 +92,9 @@ def test_resume_gives_same_parameters(tmp_path, monkeypatch):
 @needs_data
 def test_torchrun_two_ranks_matches_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = [str(LAMBDA), "--max-tokens", "128", "--steps", "24", "--log_interval", "2", "--eval_interval", "24",
-              "--eval_windows", "4", "--save_interval", "24", "--progress", "false", "--optim.lr", "5e-3",
-              "--optim.warmup_steps", "2",
+    common = [str(ECOLI), "--max-tokens", "128", "--steps", "24", "--log_interval", "2", "--eval_interval", "24",
+              "--eval_windows", "32", "--save_interval", "24", "--progress", "false", "--optim.lr", "2e-3",
+              "--optim.warmup_steps", "4",
               "--model", "{hidden_dropout: 0.0, attention_dropout: 0.0}"]
     one = subprocess.run([sys.executable, "-m", "randommask.cli", "pretrain", *common, "--batch-size", "16",
                           "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
@@ -107,11 +108,12 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
         curve[name] = [json.loads(x)["loss"] for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
     assert len(curve["one"]) == len(curve["two"]) == 12
     # Same windows, same global batch; only the masks differ (each rank draws its own), so the curves
-    # agree within sampling noise, and both fall.
+    # agree within sampling noise, and so do the held-out losses at the end.
     gaps = [abs(a - b) for a, b in zip(curve["one"], curve["two"], strict=True)]
     assert sum(gaps) / len(gaps) < 0.04 and max(gaps) < 0.1, curve
-    for c in curve.values():  # both learn (the 6-mer frequencies of a 48 kb phage, at first)
-        assert sum(c[-3:]) / 3 < c[0] - 0.03, curve
+    final = {name: json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
+             for name in ("one", "two")}
+    assert abs(final["one"]["eval_loss"] - final["two"]["eval_loss"]) < 0.06, final
     assert "x 2 ranks" in two.stdout
 
 
