@@ -1,12 +1,16 @@
-"""Kill test: SIGKILL a tiny CPU pre-training at random moments, resume each time, and check that the
-final parameters equal those of an uninterrupted run, bit for bit.
+"""Kill tests: SIGKILL randommask at random moments, resume each time, and compare with an uninterrupted run.
 
-One of the kills lands while a checkpoint is being written (the process is held at that point with
+Pre-training: a tiny CPU run; the final parameters must equal the uninterrupted run's, bit for bit. One of
+the kills lands while a checkpoint is being written (the process is held at that point with
 RANDOMMASK_FAULT_PAUSE); after every kill the newest checkpoint must still load.
 
-    python scripts/kill_test.py FASTA [--steps 60] [--kills 5] [--seed 0] [--work DIR]
+Benchmark (with ``--gue``): a from-scratch tiny benchmark over two tasks x two seeds; after every kill the
+results files must parse (never truncated), finished runs must not be redone, and the final tables must
+equal the uninterrupted benchmark's.
 
-Exit status 0 when the parameters match. tests/test_reliability.py runs a short version.
+    python scripts/kill_test.py FASTA [--steps 60] [--kills 5] [--seed 0] [--work DIR] [--gue GUE_ROOT]
+
+Exit status 0 when everything matches. tests/test_reliability.py runs a short version of both.
 """
 
 from __future__ import annotations
@@ -116,6 +120,64 @@ def kill_test(fasta: str, work: Path, steps: int = 60, kills: int = 5, seed: int
     return same
 
 
+def benchmark_command(gue: str, out: Path) -> list[str]:
+    return [sys.executable, "-m", "randommask.cli", "benchmark", gue, "--from-scratch", "--tokenizer", "kmer6",
+            "--preset", "tiny", "--tasks", "prom/prom_core_all", "tf/0", "--seeds", "2", "--max-steps", "6",
+            "--eval-steps", "3", "--max-train-examples", "64", "--max-eval-examples", "64", "--progress", "false",
+            "--out", str(out)]
+
+
+def _finished(out: Path) -> dict[str, float]:
+    """Finished runs (their results.json) and when each was written."""
+    return {str(p.relative_to(out)): p.stat().st_mtime for p in (out / "runs").glob("**/results.json")}
+
+
+def _tables(out: Path) -> dict | None:
+    """The aggregate tables, parsed: they must never be half-written."""
+    if not (out / "results.json").exists():
+        return None
+    summary = json.loads((out / "results.json").read_text())  # raises if truncated
+    for name in ("results.csv", "results.md"):
+        if (out / name).exists() and not (out / name).read_text().endswith("\n"):
+            raise AssertionError(f"{name} is truncated")
+    return summary
+
+
+def benchmark_kill_test(gue: str, work: Path, kills: int = 3, seed: int = 0, verbose: bool = True) -> bool:
+    rng = random.Random(seed)
+    ref, cut = work / "bench-uninterrupted", work / "bench-interrupted"
+    done = subprocess.run(benchmark_command(gue, ref), env=env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark failed: {done.stderr.strip()[-500:]}")
+    ok = True
+    for i in range(kills):
+        before = _finished(cut) if cut.exists() else {}
+        proc = subprocess.Popen(benchmark_command(gue, cut), env=env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        # Kill once this start has finished at least one more run, after a random extra moment.
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None and len(_finished(cut)) <= len(before):
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 1.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _tables(cut)
+        after = _finished(cut)
+        redone = [k for k, t in before.items() if after.get(k) != t]
+        ok &= not redone
+        if verbose:
+            print(f"benchmark kill {i + 1}: {len(after)} of 4 runs finished; redone: {redone or 'none'}", flush=True)
+    done = subprocess.run(benchmark_command(gue, cut), env=env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark resume failed: {done.stderr.strip()[-500:]}")
+    a, b = _tables(ref), _tables(cut)
+    strip = lambda t: [{k: v for k, v in r.items() if "wall" not in k} for r in t["tasks"]]  # noqa: E731
+    same = strip(a) == strip(b)
+    if verbose:
+        print(f"benchmark tables after {kills} kills {'equal' if same else 'DIFFER FROM'} the uninterrupted run's")
+    return ok and same
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("fasta")
@@ -123,9 +185,13 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--gue", default=None, help="also kill a benchmark on this GUE root")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="randommask-kill-"))
-    return 0 if kill_test(args.fasta, work, args.steps, args.kills, args.seed) else 1
+    ok = kill_test(args.fasta, work, args.steps, args.kills, args.seed)
+    if args.gue:
+        ok &= benchmark_kill_test(args.gue, work, seed=args.seed)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

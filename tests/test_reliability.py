@@ -48,6 +48,12 @@ def test_kill_test_short(tmp_path):
     assert not list((tmp_path / "interrupted" / "checkpoints").glob(".step-*.tmp-*"))  # stale writes cleaned
 
 
+@pytest.mark.skipif(not (DATA / "GUE").exists(), reason="shared GUE data not present")
+def test_benchmark_kill_short(tmp_path):
+    kill = load_script("kill_test")
+    assert kill.benchmark_kill_test(str(DATA / "GUE"), tmp_path, kills=2, seed=3, verbose=False)
+
+
 def start(out: Path, steps: int, pause: bool = False) -> tuple[subprocess.Popen, Path]:
     log = out.parent / "stdout.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
