@@ -185,7 +185,7 @@ def choose_masked(special_mask: np.ndarray, rng: np.random.Generator, config: Ma
     b, t = special_mask.shape
     n = b * t
     p = centre_probability(config, step)
-    maskable = ~special_mask.reshape(-1)
+    special = special_mask.reshape(-1)
     if p <= 0.0 or n == 0:
         return np.zeros((b, t), dtype=bool)
     # Bernoulli(p) centres on the flat batch, drawn as geometric gaps: ~p*n draws instead of n.
@@ -196,27 +196,27 @@ def choose_masked(special_mask: np.ndarray, rng: np.random.Generator, config: Ma
         more = rng.geometric(p, size=expected) if p < 1.0 else np.ones(expected, dtype=np.int64)
         pos = np.concatenate([pos, pos[-1] + np.cumsum(more)])
     centres = pos[pos < n]
-    centres = centres[maskable[centres]]  # only real tokens can be centres
+    centres = centres[~special[centres]]  # only real tokens can be centres
     widths = span_widths(config, step)
     w = np.asarray(widths)[rng.integers(0, len(widths), size=centres.size)] if len(widths) > 1 \
         else np.full(centres.size, widths[0])
-    return spans_to_mask(centres, w, maskable, t).reshape(b, t)
+    return spans_to_mask(centres, w, special, t).reshape(b, t)
 
 
-def spans_to_mask(centres: np.ndarray, widths: np.ndarray, maskable: np.ndarray, t: int) -> np.ndarray:
+def spans_to_mask(centres: np.ndarray, widths: np.ndarray, special: np.ndarray, t: int) -> np.ndarray:
     """Flat boolean mask of the spans: the centre at flat index c with width m covers the tokens
     c - m/2 + 1 .. c + m/2 of its row (``(m - 1) // 2`` left, ``m // 2`` right), clipped at the row's
-    ends and at the tokens that may not be masked (``maskable`` False: [CLS], [SEP], padding)."""
-    n = maskable.shape[0]
+    ends and at the tokens that may not be masked (``special`` True: [CLS], [SEP], padding)."""
+    n = special.shape[0]
     left, right = _extent(widths)
     row_start = (centres // t) * t
     lo = np.maximum(centres - left, row_start)  # clip spans at the row: never leak into the next one
     hi = np.minimum(centres + right, row_start + t - 1)
     # Expand each span into its token indices: ~p*n centres x max width, far fewer than n tokens.
     idx = lo[:, None] + np.arange(int(np.max(widths, initial=1)))
+    idx = idx[idx <= hi[:, None]]
     mask = np.zeros(n, dtype=bool)
-    mask[idx[idx <= hi[:, None]]] = True
-    mask &= maskable
+    mask[idx[~special[idx]]] = True  # filter the few span indices, not the whole batch
     return mask
 
 

@@ -39,6 +39,13 @@ MAX_K = 8
 _NAME_RE = re.compile(r"^(?:kmer(?P<k>\d+)(?P<nonoverlap>-nonoverlap)?|nt)$")
 
 
+def _special(col: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """True at [CLS] (column 0), [SEP] (column ``end``) and the padding after it."""
+    special = col >= end
+    special[:, 0] = True
+    return special
+
+
 def kmer_values(codes: np.ndarray, k: int, n: int) -> np.ndarray:
     """values[:, j] = the base-4 number of the k bases codes[:, j : j + k], for j < n (N reads as A).
 
@@ -309,7 +316,7 @@ class KmerTokenizer:
         ids[rows, n_tok + 1] = self.sep_id
         # int8 0/1 (a view of the boolean, no copy): models take any integer or boolean mask.
         return Encoding(ids=ids, attention_mask=(col <= end).view(np.int8),
-                        special_mask=(col == 0) | (col >= end), lengths=n_tok.copy(), k=k, stride=s)
+                        special_mask=_special(col, end), lengths=n_tok.copy(), k=k, stride=s)
 
     # ---------------------------------------------------------------- decoding
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
