@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from randommask.errors import RandomMaskError
+from randommask.files import atomic_write_text, fsync_dir
 from randommask.tokenizers import KmerTokenizer
 
 CHECKPOINT_DIR = "checkpoints"
@@ -42,38 +43,6 @@ def fault_point(name: str) -> None:
         import time
 
         time.sleep(float(spec.split(":", 1)[1]))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RandomMaskError(f"{path}: cannot write ({e.strerror or e}); the previous version is kept") from None
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
@@ -103,7 +72,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
         tmp.unlink(missing_ok=True)
         raise RandomMaskError(f"{path}: cannot write checkpoint ({getattr(e, 'strerror', None) or e}); "
                               "the previous checkpoint is kept") from None
-    _fsync_dir(ckpt_dir)
+    fsync_dir(ckpt_dir)
     atomic_write_text(ckpt_dir / LATEST, path.name + "\n")
     if keep > 0:
         for old in list_checkpoints(run_dir)[:-keep]:

@@ -75,6 +75,7 @@ from randommask.alphabet import (
     str_to_codes,
 )
 from randommask.errors import RandomMaskError
+from randommask.files import fsync_dir
 
 __all__ = [
     "BASES",
@@ -352,15 +353,6 @@ class GenomeRecord:
     n_count: int
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def prepare(
     fasta_paths: Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
@@ -438,11 +430,11 @@ def prepare(
             fh.flush()
             os.fsync(fh.fileno())
         (out / INDEX_FILE).unlink(missing_ok=True)
-        _fsync_dir(out)
+        fsync_dir(out)
         os.replace(tmp_bases, out / BASES_FILE)
-        _fsync_dir(out)
+        fsync_dir(out)
         os.replace(tmp_index, out / INDEX_FILE)
-        _fsync_dir(out)
+        fsync_dir(out)
     except OSError as exc:
         raise RandomMaskError(f"{out}: cannot write genome store ({exc.strerror or exc})") from None
     finally:

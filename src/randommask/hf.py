@@ -35,6 +35,7 @@ from randommask import checkpoint as ckpt
 from randommask.cli import Command
 from randommask.config import from_dict, load_yaml
 from randommask.errors import RandomMaskError
+from randommask.files import fsync_dir
 from randommask.model import (
     BertForMaskedLM,
     BertForSequenceClassification,
@@ -120,7 +121,7 @@ def _publish(tmp: Path, out: Path) -> None:
         if old is not None and not out.exists():
             os.replace(old, out)
         raise RandomMaskError(f"{out}: cannot move the finished folder into place ({e.strerror or e})") from None
-    ckpt._fsync_dir(out.parent)
+    fsync_dir(out.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
