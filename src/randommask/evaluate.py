@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from randommask import checkpoint as ckpt
 from randommask.cli import Command
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
+from randommask.files import atomic_write_text
 from randommask.finetune import (
     ALIASES,
     RESULTS,
@@ -290,9 +290,9 @@ def write_tables(out: Path, summary: dict, cfg: BenchmarkConfig, source: dict) -
             "config": to_dict(cfg), "metrics_scale": "fractions (x 100 in results.md)"}
     if cfg.compare_published:
         data["published_mcc_x100"] = PUBLISHED
-    ckpt.atomic_write_text(out / "results.csv", render_csv(summary))
-    ckpt.atomic_write_text(out / "results.json", json.dumps(data, indent=2) + "\n")
-    ckpt.atomic_write_text(out / "results.md", render_markdown(summary, cfg.compare_published, source))
+    atomic_write_text(out / "results.csv", render_csv(summary))
+    atomic_write_text(out / "results.json", json.dumps(data, indent=2) + "\n")
+    atomic_write_text(out / "results.md", render_markdown(summary, cfg.compare_published, source))
 
 
 # ------------------------------------------------------------------------------------------ CLI

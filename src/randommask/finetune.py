@@ -51,6 +51,7 @@ from randommask import checkpoint as ckpt
 from randommask.cli import Command
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
+from randommask.files import atomic_write_text
 from randommask.metrics import classification_metrics
 from randommask.model import (
     BertForSequenceClassification,
@@ -500,7 +501,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
         "hparams": plan, "best": {"step": best_step, "dev": best_dev}, "test": test_m,
         "checkpoint": checkpoint_name, "device": device.type, "wall_time_s": wall, "config": to_dict(cfg),
     }
-    ckpt.atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
     print(f"  {task.name} seed {cfg.seed}: best dev MCC {best_dev['mcc']:.4f} at step {best_step}; test MCC "
           f"{test_m['mcc']:.4f}, F1 {test_m['f1']:.4f}, accuracy {test_m['accuracy']:.4f} ({wall:.0f} s); "
           f"{out / RESULTS}", flush=True)

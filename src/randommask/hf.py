@@ -483,7 +483,8 @@ def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: KmerTokenizer) -> Mod
             max_position_embeddings=v["max_position_embeddings"], type_vocab_size=v["type_vocab_size"],
             layer_norm_eps=v["layer_norm_eps"], hidden_dropout=v["hidden_dropout_prob"],
             attention_dropout=v["attention_probs_dropout_prob"], initializer_range=v["initializer_range"],
-            pad_token_id=tokenizer.pad_id, num_labels=max(num_labels, 1))
+            pad_token_id=tokenizer.pad_id, num_labels=max(num_labels, 1),
+            pad_vocab_multiple=64)  # as `randommask pretrain` builds its models (the padding stays invisible)
     except RandomMaskError as e:
         raise RandomMaskError(f"{cfg_path}: {e}") from None
 

@@ -38,11 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from randommask import checkpoint as ckpt
 from randommask.alphabet import str_to_codes
 from randommask.cli import Command
 from randommask.config import from_dict
 from randommask.errors import RandomMaskError
+from randommask.files import atomic_write_bytes, atomic_write_text
 from randommask.finetune import autocast_for, open_run
 from randommask.metrics import classification_metrics
 from randommask.model import BertEncoderModel, BertForSequenceClassification, ModelConfig, load_hf_state_dict
@@ -351,7 +351,7 @@ def predict(cfg: PredictConfig) -> dict:
         w.writerow([seqs.ids[i], *([seqs.labels[i]] if seqs.labels is not None else []), classes[pred[i]],
                     *(f"{p:.6f}" for p in probs[i]), int(seqs.lengths[i]), int(plan.windows[i]),
                     int(plan.truncated[i])])
-    ckpt.atomic_write_text(out, buf.getvalue())
+    atomic_write_text(out, buf.getvalue())
     summary: dict = {"out": str(out), "n": len(seqs.ids), "too_long": int(plan.too_long.sum()),
                      "truncated": int(plan.truncated.sum()), "max_length": max_length}
     msg = f"predicted {len(seqs.ids)} sequences with {pre.run_dir} ({state.get('task', 'task unknown')}) -> {out}"
@@ -406,12 +406,12 @@ def embed(cfg: EmbedConfig) -> dict:
         out = out.with_name(out.name + ".npy")  # np.save would add it; the ids file must match
     buf = io.BytesIO()
     np.save(buf, emb.astype(np.float32))
-    ckpt.atomic_write_bytes(out, buf.getvalue())
+    atomic_write_bytes(out, buf.getvalue())
     ids_path = out.with_name(out.name.removesuffix(".npy") + ".ids.tsv")
     rows = ["index\tid\tlength\twindows\ttruncated"]
     rows += [f"{i}\t{seqs.ids[i]}\t{int(seqs.lengths[i])}\t{int(plan.windows[i])}\t{int(plan.truncated[i])}"
              for i in range(len(seqs.ids))]
-    ckpt.atomic_write_text(ids_path, "\n".join(rows) + "\n")
+    atomic_write_text(ids_path, "\n".join(rows) + "\n")
     print(f"embedded {len(seqs.ids)} sequences -> {out} {tuple(emb.shape)} ({cfg.pooling} pooling, layer "
           f"{cfg.layer}), ids in {ids_path}")
     note = _report_long(plan, max_length, cfg.long)

@@ -296,11 +296,19 @@ class BertSelfAttention(nn.Module):
         queries: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Attention of `queries` [B, Tq, H] (default: `hidden` itself) over `hidden` [B, T, H]."""
-        q, k, v = (
-            self._heads(self.query(hidden if queries is None else queries)),
-            self._heads(self.key(hidden)),
-            self._heads(self.value(hidden)),
-        )
+        # One matrix multiply for the projections that read `hidden` (query, key, value or key, value):
+        # the weights are concatenated on the fly, the parameters (and HF names) stay separate.
+        projections = (self.key, self.value) if queries is not None else (self.query, self.key, self.value)
+        weight = torch.cat([p.weight for p in projections])
+        bias = torch.cat([p.bias for p in projections])
+        b, t, _ = hidden.shape
+        heads = F.linear(hidden, weight, bias).view(b, t, len(projections), self.num_heads, self.head_dim)
+        heads = heads.permute(2, 0, 3, 1, 4)  # [n_proj, B, heads, T, d]
+        if queries is None:
+            q, k, v = heads.unbind(0)
+        else:
+            k, v = heads.unbind(0)
+            q = self._heads(self.query(queries))
         mask = None
         if keep is not None:
             # Additive mask built in q's dtype (autocast may make it bf16/fp16): finfo.min rather
@@ -442,6 +450,7 @@ def _init_weights(module: nn.Module, std: float) -> None:
         nn.init.zeros_(module.bias)
 
 
+@torch.compiler.disable  # data-dependent shapes: run eagerly between compiled graphs
 def _query_rows(subset: Tensor) -> tuple[Tensor, Tensor] | None:
     """(idx [B, m], valid [B, m]): each row's selected positions in order, padded to the row maximum m.
 

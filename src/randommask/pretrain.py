@@ -19,8 +19,9 @@ import json
 import math
 import os
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ import torch.distributed as dist
 from randommask import checkpoint as ckpt
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
+from randommask.files import atomic_write_text
 from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
 from randommask.masking import MaskingConfig, apply_mask, describe, masking_rng
 from randommask.model import BertForMaskedLM, ModelConfig, load_hf_state_dict, model_config, num_parameters
@@ -99,6 +101,8 @@ class PretrainConfig:
     device: str = "auto"  # auto, cpu, cuda
     deterministic: bool = False  # deterministic kernels (CPU tests of exact resume)
     progress: bool = True
+    compile: bool = False  # torch.compile the training forward; falls back to eager, with a warning, if it fails
+    activation_checkpointing: bool = False  # recompute layer activations in backward: less memory, ~1/3 more compute
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "log_interval", "eval_interval", "save_interval"):
@@ -122,7 +126,8 @@ def load_config(data: dict) -> PretrainConfig:
 
 # Fields that may differ between a run and its resumption (they change no training result).
 RESUMABLE_CHANGES = {"steps", "log_interval", "eval_interval", "save_interval", "keep_checkpoints", "progress",
-                     "device", "out_dir", "data.num_workers", "data.fasta", "data.store"}
+                     "device", "out_dir", "data.num_workers", "data.fasta", "data.store", "compile",
+                     "activation_checkpointing"}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -212,6 +217,51 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, fused: bool) -> 
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, **kwargs)
 
 
+def compile_model(model: torch.nn.Module, example: dict[str, Any], autocast: Callable[[], Any],
+                  main: bool = True) -> Callable[..., Any]:
+    """``torch.compile(model)``, tried on one forward and backward of ``example`` (keyword arguments of the
+    model); where compiling cannot work (Windows, no C++ compiler, an error at the first call) the eager
+    model, with a one-line warning. The try changes nothing: gradients are cleared and the RNG state
+    (dropout) restored afterwards."""
+    def warn(why: str) -> None:
+        if main:
+            print(f"warning: torch.compile unavailable ({why}); training without it", file=sys.stderr, flush=True)
+
+    if sys.platform == "win32":
+        warn("not supported on Windows")
+        return model
+    cuda = any(p.is_cuda for p in model.parameters())
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if cuda else None
+    try:
+        compiled = torch.compile(model)
+        with autocast():
+            loss = compiled(**example).loss
+        loss.backward()
+    except Exception as e:  # any failure means: train eagerly
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        warn(f"{type(e).__name__}: {first}" if first else type(e).__name__)
+        compiled = model
+    finally:
+        model.zero_grad(set_to_none=True)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+    return compiled
+
+
+def _probe_batch(cfg: PretrainConfig, vocab_size: int, device: torch.device) -> dict[str, Any]:
+    """A batch of the training shape (random ids, ~15% labelled, one padded row) for `compile_model`."""
+    g = torch.Generator().manual_seed(0)  # not the global generator: that one drives dropout
+    b, t = cfg.batch_size, cfg.data.max_tokens
+    ids = torch.randint(5, vocab_size, (b, t), generator=g)
+    am = torch.ones(b, t, dtype=torch.long)
+    am[-1, t // 2 :] = 0
+    labels = torch.where((torch.rand(b, t, generator=g) < 0.15) & am.bool(), ids, torch.full_like(ids, -100))
+    return {"input_ids": ids.to(device), "attention_mask": am.to(device), "labels": labels.to(device),
+            "masked_only": True}
+
+
 def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RandomMaskError("device cuda was asked for, but no CUDA GPU is available")
@@ -273,7 +323,7 @@ class MetricsLog:
                         kept.append(line)
                 except json.JSONDecodeError:
                     break  # a line cut by a crash: it and anything after it are dropped
-            ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.tb = None
         if enabled:
             try:
@@ -384,7 +434,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     elif pre is not None:  # the architecture of the starting weights; cfg.model may still change dropout etc.
         mconf = ModelConfig.from_dict({**pre.model_config, **cfg.model})
     else:
-        mconf = model_config(cfg.preset, tokenizer.vocab_size, **cfg.model)
+        # Vocabulary padded to a multiple of 64 (fast matrix shapes on GPUs) unless cfg.model says otherwise;
+        # the padding is invisible outside the model (logits sliced, HF export strips it), and is the same on
+        # every device so that a checkpoint's shapes do not depend on where the run started.
+        mconf = model_config(cfg.preset, tokenizer.vocab_size, **{"pad_vocab_multiple": 64, **cfg.model})
     if mconf.max_position_embeddings < cfg.data.max_tokens:
         raise RandomMaskError(f"config: data.max_tokens={cfg.data.max_tokens} does not fit the model's "
                               f"{mconf.max_position_embeddings} positions")
@@ -416,6 +469,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
 
     # --- model and optimizer
     model = BertForMaskedLM(mconf).to(device)
+    model.bert.gradient_checkpointing = cfg.activation_checkpointing
     if pre is not None:
         load_hf_state_dict(model, pre.model_state)
     opt = make_optimizer(model, cfg, fused=device.type == "cuda")
@@ -434,6 +488,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
             model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
         else contextlib.nullcontext
+    train_model = ddp_model
+    if cfg.compile:
+        train_model = compile_model(ddp_model, _probe_batch(cfg, mconf.vocab_size, device), autocast, d.main)
 
     batches = MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
@@ -477,11 +534,14 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                 batch = next(it)
                 assert batch["step"] == step, "batch stream out of step"  # the stream is a function of the step
                 ids = batch["input_ids"].to(device, non_blocking=True).long()
-                am = batch["attention_mask"].to(device, non_blocking=True)
+                am_cpu = batch["attention_mask"]
+                # No padding in the batch: no mask at all, which lets SDPA use its fastest kernels (checked on
+                # the host copy, so no device sync).
+                am = None if bool(am_cpu.all()) else am_cpu.to(device, non_blocking=True)
                 labels = batch["labels"].to(device, non_blocking=True)
                 sync = contextlib.nullcontext() if (d.world == 1 or a == cfg.grad_accum - 1) else ddp_model.no_sync()
                 with sync, autocast():
-                    out = ddp_model(ids, am, labels=labels, masked_only=True)
+                    out = train_model(ids, am, labels=labels, masked_only=True)
                     loss = out.loss / cfg.grad_accum
                 loss.backward()
                 with torch.no_grad():
@@ -491,7 +551,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                     window_loss += float(out.loss.detach()) * int(n)
                     window_correct += int((out.logits.argmax(-1) == labels[labels != -100]).sum())
                     window_masked += int(n)
-                    window_tokens += int(am.sum())
+                    window_tokens += int(am_cpu.sum())
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             if torch.isfinite(grad_norm):  # a finite norm implies a finite loss and finite gradients
                 opt.step()

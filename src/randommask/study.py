@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from randommask import checkpoint as ckpt
-from randommask.checkpoint import atomic_write_text
 from randommask.cli import Command
 from randommask.config import from_dict, save_yaml
 from randommask.errors import RandomMaskError
+from randommask.files import atomic_write_text
 
 ARMS: dict[str, tuple[str, str]] = {
     "ov-bert": ("kmer6", "bert"),
