@@ -99,8 +99,8 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
     one = subprocess.run([sys.executable, "-m", "randommask.cli", "pretrain", *common, "--batch-size", "16",
                           "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                          "29533", "-m", "randommask.cli", "pretrain", *common, "--batch-size", "8",
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                          "-m", "randommask.cli", "pretrain", *common, "--batch-size", "8",
                           "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-2000:]
     curve = {}
