@@ -23,19 +23,6 @@ SMOKE = ["--max-steps", "2", "--eval-steps", "2", "--batch-size", "8", "--max-tr
          "--max-eval-examples", "32", "--max-length", "24", "--eval-batch-size", "32", "--progress", "false"]
 
 
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> Path:
-    if not LAMBDA.is_file():
-        pytest.skip("shared lambda genome not present")
-    from randommask.pretrain import load_config, pretrain
-
-    out = tmp_path_factory.mktemp("pre") / "run"
-    pretrain(load_config({"out_dir": str(out), "steps": 4, "batch_size": 4, "progress": False, "log_interval": 2,
-                          "eval_interval": 4, "save_interval": 4, "eval_windows": 4,
-                          "data": {"fasta": [str(LAMBDA)], "max_tokens": 32}}))
-    return out
-
-
 def _mtimes(out: Path) -> dict[str, int]:
     return {p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.glob("runs/**/results.json")}
 

@@ -54,19 +54,6 @@ def write_task(folder: Path, n_train: int = 48, n_eval: int = 24, length: int = 
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory) -> Path:
-    if not LAMBDA.is_file():
-        pytest.skip("shared lambda genome not present")
-    from randommask.pretrain import load_config, pretrain
-
-    out = tmp_path_factory.mktemp("pre") / "run"
-    pretrain(load_config({"out_dir": str(out), "steps": 4, "batch_size": 4, "progress": False, "log_interval": 2,
-                          "eval_interval": 4, "save_interval": 4, "eval_windows": 4,
-                          "data": {"fasta": [str(LAMBDA)], "max_tokens": 32}}))
-    return out
-
-
-@pytest.fixture(scope="module")
 def toy_task(tmp_path_factory) -> Path:
     return write_task(tmp_path_factory.mktemp("tasks") / "toy")
 

@@ -138,7 +138,6 @@ class KmerTokenizer:
         self.id_to_codes[self.kmer_to_id] = np.array(
             list(itertools.product(range(4), repeat=k)), dtype=np.int8)
         self.special_ids = np.array(sorted(self.token_to_id[t] for t in SPECIAL_TOKENS), dtype=np.int64)
-        self.kmer_ids = self.kmer_to_id.copy()
 
     # ---------------------------------------------------------------- construction and vocab files
     @classmethod
@@ -158,6 +157,11 @@ class KmerTokenizer:
         if self.k == 1:
             return "nt"
         return f"kmer{self.k}" + ("-nonoverlap" if self.stride == self.k and self.k > 1 else "")
+
+    @property
+    def kmer_ids(self) -> np.ndarray:
+        """The ids of the 4**k k-mers (what a randomly replaced token is drawn from)."""
+        return self.kmer_to_id
 
     @property
     def vocab_size(self) -> int:
