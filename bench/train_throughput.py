@@ -136,16 +136,19 @@ class Variant:
     fused: bool = True  # fused AdamW, where the device has it
     compile: bool = False
     checkpointing: bool = False
+    cheap_dropout: bool = True  # our attention-dropout path on the CPU (else SDPA's math path with dropout)
     dropout: float | None = None  # None: --dropout
 
 
 def variants(args: argparse.Namespace, with_hf: bool) -> list[Variant]:
     out = [Variant("hf", "transformers BertForMaskedLM (SDPA)", kind="hf")] if with_hf else []
     if args.ablate:
-        out += [Variant("plain", "ours: full head, vocab 4101, AdamW foreach", pad=1, masked_only=False, fused=False),
-                Variant("masked", "  + masked-only head and last layer", pad=1, fused=False),
-                Variant("padded", "  + vocab padded to 64", fused=False),
-                Variant("ours", "  + fused AdamW (= ours, fast path)"),
+        out += [Variant("plain", "ours: full head, vocab 4101, AdamW foreach", pad=1, masked_only=False, fused=False,
+                        cheap_dropout=False),
+                Variant("masked", "  + masked-only head and last layer", pad=1, fused=False, cheap_dropout=False),
+                Variant("padded", "  + vocab padded to 64", fused=False, cheap_dropout=False),
+                Variant("fused", "  + fused AdamW", cheap_dropout=False),
+                Variant("ours", "  + CPU attention-dropout path (= fast path)"),
                 Variant("ckpt", "  fast path + activation checkpointing", checkpointing=True),
                 Variant("nodrop", "  fast path, dropout 0 (this side only)", dropout=0.0)]
         if args.compile:
@@ -181,6 +184,8 @@ def build_model(v: Variant, args: argparse.Namespace, vocab: int, device: torch.
     model = BertForMaskedLM(model_config(args.preset, vocab, pad_vocab_multiple=v.pad, **over))
     load_hf_state_dict(model, reference)
     model.bert.gradient_checkpointing = v.checkpointing
+    for layer in model.bert.encoder.layer:
+        layer.attention.self.cheap_dropout = v.cheap_dropout
     return model.to(device)
 
 

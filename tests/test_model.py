@@ -12,6 +12,8 @@ from randommask.model import (
     BertForMaskedLM,
     BertForSequenceClassification,
     ModelConfig,
+    attention_with_dropout,
+    dropout_keep,
     hf_config_dict,
     hf_state_dict,
     load_hf_state_dict,
@@ -268,3 +270,55 @@ def test_config_validation_and_round_trip() -> None:
         ModelConfig.from_dict({**config.to_dict(), "hidden_act": "relu"})
     with pytest.raises(RandomMaskError, match="missing key"):
         ModelConfig.from_dict({"vocab_size": 10})
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.013])
+def test_dropout_keep_rate(p: float) -> None:
+    """The cheap keep-mask drops at the quantised rate it reports, which is within 1/65536 of p."""
+    torch.manual_seed(0)
+    keep, rate = dropout_keep((8, 3, 211, 199), p, torch.device("cpu"))  # numel not a multiple of 4
+    assert keep.dtype == torch.bool and keep.shape == (8, 3, 211, 199)
+    assert abs(rate - p) <= 0.5 / 65536
+    n = keep.numel()
+    dropped = 1.0 - keep.float().mean().item()
+    assert abs(dropped - rate) < 5 * (rate * (1 - rate) / n) ** 0.5
+    # No lane is stuck: every 16-bit lane of the 64-bit draws drops at the same rate.
+    lanes = (~keep).flatten()[: n // 4 * 4].view(-1, 4).float().mean(0)
+    assert torch.all((lanes - rate).abs() < 5 * (rate * (1 - rate) / (n / 4)) ** 0.5)
+
+
+def test_attention_with_dropout_matches_explicit_reference() -> None:
+    """Same RNG state, same mask: softmax, zero the dropped entries, rescale, times v; and the grads."""
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 17, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    mask = torch.zeros(2, 1, 1, 17, dtype=torch.float64)
+    mask[1, ..., 11:] = torch.finfo(torch.float64).min  # padding in the second sequence
+    state = torch.get_rng_state()
+    out = attention_with_dropout(q, k, v, mask, 0.3)
+    torch.set_rng_state(state)
+    keep, rate = dropout_keep((2, 3, 17, 17), 0.3, torch.device("cpu"))
+    assert 0 < (~keep).sum() < keep.numel()
+    probs = ((q @ k.transpose(-1, -2)) / 8**0.5 + mask).softmax(-1)
+    ref = (probs * keep / (1 - rate)) @ v
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, (q, k, v), grad)
+    want = torch.autograd.grad(ref, (q, k, v), grad)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_training_attention_dropout_is_unbiased_on_cpu() -> None:
+    """In training mode the CPU path draws a new mask per call, and its mean is the no-dropout output."""
+    model = BertEncoderModel(small_config(hidden_dropout=0.0, attention_dropout=0.2), add_pooling_layer=False)
+    ids = torch.randint(5, VOCAB, (2, 12))
+    model.eval()
+    with torch.no_grad():
+        clean = model.encoder.layer[0].attention.self(model.embeddings(ids), None)[0]
+    model.train()
+    attn = model.encoder.layer[0].attention.self
+    with torch.no_grad():
+        hidden = model.embeddings(ids)
+        draws = torch.stack([attn(hidden, None)[0] for _ in range(4000)])
+    assert not torch.equal(draws[0], draws[1])
+    torch.testing.assert_close(draws.mean(0), clean, rtol=0, atol=0.02)
