@@ -132,6 +132,8 @@ def test_bad_inputs(tmp_path, capsys):
     assert "config.steps: expected an integer, got 'ten'" in err(["pretrain", str(LAMBDA), "--steps", "ten"])
     assert "does not fit the model's 512 positions" in err(
         ["pretrain", str(LAMBDA), "--max-tokens", "600", "--out", str(tmp_path / "b"), "--progress", "false"])
+    assert "optim.grad_clip must be at least 0, got -1.0" in err(["pretrain", str(LAMBDA), "--optim.grad_clip", "-1"])
+    assert "optim.lr must be positive, got 0.0" in err(["pretrain", str(LAMBDA), "--lr", "0"])
     assert "no checkpoint to resume from" in err(["pretrain", str(LAMBDA), "--out", str(tmp_path / "c"), "--resume"])
     run = tmp_path / "d"
     pt.pretrain(tiny(run, steps=2, save_interval=2))
@@ -163,3 +165,13 @@ def test_nonfinite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     saved = [ckpt.load_checkpoint(p)["model"] for p in ckpt.list_checkpoints(tmp_path / "r")]
     assert len(saved) == 2 and all(torch.equal(saved[0][k], saved[1][k]) for k in saved[0])
     assert all(torch.isfinite(v).all() for v in saved[-1].values())
+
+
+@needs_data
+def test_grad_clip_zero_means_no_clipping(tmp_path):
+    """optim.grad_clip 0 turns clipping off (the same run as an unreachable threshold), not the gradients."""
+    for name, clip in (("off", 0.0), ("huge", 1e12), ("clip", 1e-3)):
+        pt.pretrain(tiny(tmp_path / name, steps=3, save_interval=3, optim={"grad_clip": clip}))
+    a, b, c = (params(tmp_path / name) for name in ("off", "huge", "clip"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from randommask.config import from_dict, leaf_fields, load_yaml, override, parse_scalar
+from randommask.config import from_dict, leaf_docs, leaf_fields, load_yaml, override, parse_scalar
 from randommask.errors import RandomMaskError
 
 
@@ -61,11 +61,13 @@ def build_parser(commands: list[Command]) -> argparse.ArgumentParser:
         for flag, kwargs in cmd.extra:
             p.add_argument(flag, **kwargs)
         reverse_alias = {v: k for k, v in cmd.aliases.items()}
+        docs = leaf_docs(cmd.config_cls)
         for dotted, tp, default in leaf_fields(cmd.config_cls):
             names = [f"--{dotted}"] + ([reverse_alias[dotted]] if dotted in reverse_alias else [])
             if "_" in dotted and f"--{dotted.replace('_', '-')}" not in names:
                 names.append(f"--{dotted.replace('_', '-')}")
-            kwargs: dict[str, Any] = {"dest": f"opt:{dotted}", "default": None, "help": f"(default: {default!r})"}
+            kwargs: dict[str, Any] = {"dest": f"opt:{dotted}", "default": None,
+                                      "help": _help(docs.get(dotted), default)}
             if _is_list(tp):
                 kwargs.update(nargs="+", metavar="VALUE")
             elif _is_bool(tp):
@@ -75,6 +77,12 @@ def build_parser(commands: list[Command]) -> argparse.ArgumentParser:
             p.add_argument(*names, **kwargs)
         p.set_defaults(_command=cmd)
     return parser
+
+
+def _help(doc: str | None, default: Any) -> str:
+    # argparse expands "%" in help text; the docs are prose that may contain one.
+    text = f"{doc} (default: {default!r})" if doc else f"(default: {default!r})"
+    return text.replace("%", "%%")
 
 
 def config_from_args(cmd: Command, ns: argparse.Namespace) -> Any:

@@ -23,9 +23,9 @@ COMMAND_MODULES: list[str] = ["randommask.demo", "randommask.hf", "randommask.fi
 class PrepareConfig:
     """Prepare FASTA files once into a memory-mapped genome store."""
 
-    fasta: list[str] = field(default_factory=list)
-    out: str = ""
-    progress: bool = True
+    fasta: list[str] = field(default_factory=list)  # FASTA files (plain, gzip or bgzip) to prepare
+    out: str = ""  # the store folder to write (bases.u8 + index.json)
+    progress: bool = True  # show a progress bar
 
 
 def run_prepare(cfg: PrepareConfig, ns: argparse.Namespace) -> None:

@@ -9,6 +9,8 @@ YAML scalars, then type-checked the same way). The CLI generates its options fro
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 import types
 import typing
 from pathlib import Path
@@ -186,4 +188,52 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Any]]:
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             out.append((prefix + f.name, tp, default))
+    return out
+
+
+_DOC_LINE = re.compile(r"^(\s*)(?:- )?`?(\w+)`?: (.+)$")
+_FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """What each field of a dataclass means, from where the code says it: a ``name: text`` line of the
+    class docstring (continuation lines indented deeper) or a ``# comment`` at the end of the field's line.
+    Inherited fields are documented by the class that declares them."""
+    docs: dict[str, str] = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        lines = inspect.cleandoc(klass.__doc__ or "").splitlines()
+        for i, line in enumerate(lines):
+            m = _DOC_LINE.match(line)
+            if not m or m.group(2) not in names:
+                continue
+            text, indent = [m.group(3).strip()], len(m.group(1))
+            for more in lines[i + 1:]:
+                if not more.strip() or len(more) - len(more.lstrip()) <= indent:
+                    break
+                text.append(more.strip())
+            docs[m.group(2)] = " ".join(text)
+        try:
+            source = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        for line in source:
+            m = _FIELD_COMMENT.match(line)
+            if m and m.group(1) in names and m.group(1) in klass.__dict__.get("__annotations__", {}):
+                docs[m.group(1)] = m.group(2).strip()
+    return docs
+
+
+def leaf_docs(cls: type, prefix: str = "") -> dict[str, str]:
+    """`field_docs` for every leaf field, by dotted name (as `leaf_fields` lists them)."""
+    out: dict[str, str] = {}
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(leaf_docs(hints[f.name], f"{prefix}{f.name}."))
+        elif f.name in docs:
+            out[prefix + f.name] = docs[f.name]
     return out

@@ -39,14 +39,14 @@ DEFAULT_DATA = ("data/genomes/20.fa.gz",)
 class DemoConfig:
     """The demo run: small enough for 2 CPU cores in a few minutes."""
 
-    fasta: str | None = None
-    out_dir: str = "runs/demo"
-    steps: int = 1200
-    batch_size: int = 32
-    max_tokens: int = 128
-    lr: float = 2e-3
-    seed: int = 0
-    progress: bool = True
+    fasta: str | None = None  # genome FASTA (default: the data/genomes/20.fa.gz that scripts/setup.sh fetched)
+    out_dir: str = "runs/demo"  # the run folder
+    steps: int = 1200  # pre-training steps (RandomMask phases are equal fifths of them)
+    batch_size: int = 32  # windows per step
+    max_tokens: int = 128  # tokens per window, [CLS] and [SEP] included
+    lr: float = 2e-3  # peak learning rate
+    seed: int = 0  # everything random in the run
+    progress: bool = True  # show a progress bar
 
 
 def find_data(cfg: DemoConfig) -> Path:

@@ -69,8 +69,8 @@ class BenchmarkConfig(FinetuneSettings):
     gue: str = ""  # the GUE root folder (EMP/, tf/, prom/, ...)
     tasks: list[str] = field(default_factory=list)  # selectors: group names, task paths, globs; empty = all
     seeds: int = 3  # seeds first_seed .. first_seed + seeds - 1
-    first_seed: int = 0
-    out_dir: str = "runs/benchmark"
+    first_seed: int = 0  # the first seed
+    out_dir: str = "runs/benchmark"  # results.{csv,json,md} and one folder per run
     compare_published: bool = False  # put published DNABERT / NT / DNABERT-2 group averages beside ours
     keep_models: bool = False  # keep every run's best-dev checkpoint (a base model is ~350 MB a run)
 

@@ -98,22 +98,22 @@ class FinetuneSettings:
     tokenizer: str | None = None  # from scratch without a model folder: kmer6 (default), kmer3-nonoverlap, nt
     preset: str | None = None  # from scratch without a model folder: tiny (default), small, base
     tokenizer_stride: int | None = None  # 1 (overlapping) or k (non-overlapping); None: as pre-trained
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    epochs: float | None = None
-    warmup_steps: int | None = None
+    learning_rate: float | None = None  # peak learning rate (None: the task's DNABERT-2 default, 3e-5)
+    batch_size: int | None = None  # sequences per step (None: 32)
+    epochs: float | None = None  # passes over the training split (None: by task group)
+    warmup_steps: int | None = None  # linear warm-up steps (None: by task group)
     max_steps: int | None = None  # cap on optimizer steps (replaces the task's own cap)
-    eval_steps: int | None = None
-    max_length: int | None = None
-    eval_batch_size: int = 64
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    eval_steps: int | None = None  # steps between dev evaluations (None: by task group)
+    max_length: int | None = None  # tokens per sequence, [CLS] and [SEP] included (None: from the task)
+    eval_batch_size: int = 64  # sequences per evaluation batch
+    weight_decay: float = 0.01  # AdamW weight decay
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
     dev_holdout: float = 0.1  # fallback protocol: share of dev.csv held out for model selection
     max_train_examples: int | None = None  # smoke runs only: seeded subsample of the training split
     max_eval_examples: int | None = None  # smoke runs only: seeded subsample of dev and test
-    log_interval: int = 50
+    log_interval: int = 50  # steps between log lines
     device: str = "auto"  # auto, cpu, cuda
-    progress: bool = True
+    progress: bool = True  # show a progress bar
 
     def validate(self) -> None:
         if not self.model and not self.from_scratch:
@@ -131,6 +131,9 @@ class FinetuneSettings:
         for name in ("eval_batch_size", "log_interval"):
             if getattr(self, name) < 1:
                 raise RandomMaskError(f"config: {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("grad_clip", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise RandomMaskError(f"config: {name} must be at least 0, got {getattr(self, name)}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise RandomMaskError(f"config: learning_rate must be positive, got {self.learning_rate}")
         if self.epochs is not None and not self.epochs > 0:
@@ -453,7 +456,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
         with autocast():
             loss = model(ids, mask, labels=labels).loss
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # 0: no clipping
         if not torch.isfinite(grad_norm):
             raise RandomMaskError(f"{task.name}, step {step}: non-finite gradient norm; lower --lr")
         opt.step()

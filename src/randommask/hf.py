@@ -67,8 +67,8 @@ _BERT_DEFAULTS: dict[str, Any] = {  # transformers.BertConfig's defaults, for ke
 class ExportConfig:
     """Export a run folder to a Hugging Face transformers folder."""
 
-    run: str = ""
-    out: str = ""
+    run: str = ""  # a randommask run folder
+    out: str = ""  # the transformers folder to write (config.json, model.safetensors, vocab.txt)
     checkpoint: str | None = None  # a checkpoint of the run, a path or a name like step-500.pt (default: latest)
     force: bool = False  # replace a non-empty output folder
 
@@ -77,8 +77,8 @@ class ExportConfig:
 class ImportConfig:
     """Import a Hugging Face BertForMaskedLM folder (e.g. DNABERT) as a randommask run folder."""
 
-    source: str = ""
-    out: str = ""
+    source: str = ""  # a transformers BertForMaskedLM folder (config.json, weights, vocab.txt)
+    out: str = ""  # the randommask run folder to write
     stride: str | None = None  # 1 (overlapping, DNABERT) or k; default: as exported, else 1
     force: bool = False  # replace a non-empty output folder
 

@@ -75,9 +75,9 @@ class InferenceOptions:
     window_overlap: int | None = None  # bases shared by neighbouring windows; default a quarter window
     max_length: int | None = None  # tokens per input, [CLS] and [SEP] included
     tokenizer_stride: int | None = None  # read with another stride than the run's (1 or k)
-    batch_size: int = 64
-    device: str = "auto"
-    progress: bool = True
+    batch_size: int = 64  # sequences per forward pass
+    device: str = "auto"  # auto, cpu or cuda
+    progress: bool = True  # show a progress bar
 
     def validate(self) -> None:
         if not self.model:

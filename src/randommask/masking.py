@@ -66,8 +66,8 @@ class MaskingConfig:
     target_fraction: float = 0.15
     phase_boundaries: list[int] | None = None
     total_steps: int = 10_000
-    mask_token_frac: float = 0.8
-    random_token_frac: float = 0.1
+    mask_token_frac: float = 0.8  # share of chosen tokens replaced by [MASK] (BERT's 80%)
+    random_token_frac: float = 0.1  # share replaced by a random token (10%); the rest stays unchanged
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:

@@ -69,38 +69,38 @@ class DataConfig:
 class OptimConfig:
     """AdamW with DNABERT's settings, linear warm-up then linear decay to zero."""
 
-    lr: float = 4e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    grad_clip: float = 1.0
+    lr: float = 4e-4  # peak learning rate (DNABERT: 4e-4)
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas (DNABERT: 0.9, 0.98)
+    eps: float = 1e-6  # AdamW epsilon
+    weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
+    warmup_steps: int = 100  # linear warm-up steps, then linear decay to zero at the last step
+    grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
 
 
 @dataclass
 class PretrainConfig:
     """Everything a pre-training run depends on; saved as ``config.yaml`` in the run folder."""
 
-    out_dir: str = "runs/pretrain"
-    tokenizer: str = "kmer6"
-    preset: str = "tiny"
+    out_dir: str = "runs/pretrain"  # the run folder: config, vocabulary, metrics, checkpoints
+    tokenizer: str = "kmer6"  # kmer6 (overlapping 6-mers), kmer6-nonoverlap, kmerK..., nt (single nucleotides)
+    preset: str = "tiny"  # model shape: tiny, small or base (see randommask.model.PRESETS)
     model: dict = field(default_factory=dict)  # ModelConfig overrides, e.g. {hidden_dropout: 0.0}
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    steps: int = 1000
+    steps: int = 1000  # optimizer steps in the whole run
     batch_size: int = 32  # windows per micro-batch per rank
-    grad_accum: int = 1
-    seed: int = 0
-    log_interval: int = 10
-    eval_interval: int = 200
-    eval_windows: int = 64
-    save_interval: int = 500
-    keep_checkpoints: int = 2
+    grad_accum: int = 1  # micro-batches per optimizer step
+    seed: int = 0  # model init, window stream and masks
+    log_interval: int = 10  # steps between metrics.jsonl lines
+    eval_interval: int = 200  # steps between evaluations on held-out windows
+    eval_windows: int = 64  # held-out windows per evaluation (the same windows and masks every time)
+    save_interval: int = 500  # steps between checkpoints
+    keep_checkpoints: int = 2  # newest checkpoints kept (0: keep all, for analysis over time)
     max_bad_steps: int = 5  # consecutive steps with a non-finite loss or gradient before the run stops
     device: str = "auto"  # auto, cpu, cuda
     deterministic: bool = False  # deterministic kernels (CPU tests of exact resume)
-    progress: bool = True
+    progress: bool = True  # show a progress bar
     compile: bool = False  # torch.compile the training forward; falls back to eager, with a warning, if it fails
     activation_checkpointing: bool = False  # recompute layer activations in backward: less memory, ~1/3 more compute
 
@@ -108,6 +108,11 @@ class PretrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_interval", "eval_interval", "save_interval"):
             if getattr(self, name) < 1:
                 raise RandomMaskError(f"config: {name} must be at least 1, got {getattr(self, name)}")
+        if not self.optim.lr > 0:
+            raise RandomMaskError(f"config: optim.lr must be positive, got {self.optim.lr}")
+        for name in ("grad_clip", "weight_decay", "warmup_steps"):
+            if getattr(self.optim, name) < 0:
+                raise RandomMaskError(f"config: optim.{name} must be at least 0, got {getattr(self.optim, name)}")
         if self.data.max_tokens < 8:
             raise RandomMaskError(f"config: data.max_tokens must be at least 8, got {self.data.max_tokens}")
         if not self.data.fasta and not self.data.store:
@@ -552,7 +557,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                     window_correct += int((out.logits.argmax(-1) == labels[labels != -100]).sum())
                     window_masked += int(n)
                     window_tokens += int(am_cpu.sum())
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            # grad_clip 0 turns clipping off; the norm is still measured for the finiteness check below.
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf)
             if torch.isfinite(grad_norm):  # a finite norm implies a finite loss and finite gradients
                 opt.step()
                 bad_steps = 0

@@ -68,25 +68,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 class StudyConfig:
     """The study grid. Empty or zero fields take the preset's value."""
 
-    preset: str = "cpu-smoke"
-    fasta: list[str] = field(default_factory=list)
+    preset: str = "cpu-smoke"  # cpu-smoke (minutes, CI) or gpu (one GPU)
+    fasta: list[str] = field(default_factory=list)  # genome FASTA files for pre-training
     store: str | None = None  # a prepared genome store (instead of fasta)
-    gue: str = ""
-    out_dir: str = "runs/study"
-    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    gue: str = ""  # the GUE root folder
+    out_dir: str = "runs/study"  # the study folder: pretrain/<arm>, finetune/<arm>.ft-<ov|nov>, report.md
+    arms: list[str] = field(default_factory=lambda: list(ARMS))  # pre-training arms of the grid
     arm: str | None = None  # run only this arm (its pre-training and fine-tuning), then the report
-    report_only: bool = False
-    tasks: list[str] = field(default_factory=list)
-    seeds: int = 0
-    steps: int = 0
-    batch_size: int = 0
-    max_tokens: int = 0
-    model_preset: str = ""
-    lr: float = 0.0
-    ft_max_steps: int = -1
-    seed: int = 0
-    device: str = "auto"
-    progress: bool = False
+    report_only: bool = False  # write the report from the arms that have finished; run nothing
+    tasks: list[str] = field(default_factory=list)  # GUE tasks (default: the preset's)
+    seeds: int = 0  # fine-tuning seeds per task, at least 3 (0: the preset's)
+    steps: int = 0  # pre-training steps per arm (0: the preset's)
+    batch_size: int = 0  # pre-training windows per step (0: the preset's)
+    max_tokens: int = 0  # tokens per pre-training window (0: the preset's)
+    model_preset: str = ""  # model shape (empty: the preset's)
+    lr: float = 0.0  # pre-training peak learning rate (0: the preset's)
+    ft_max_steps: int = -1  # cap on fine-tuning steps (-1: the preset's, 0: no cap)
+    seed: int = 0  # pre-training seed of every arm
+    device: str = "auto"  # auto, cpu or cuda
+    progress: bool = False  # show progress bars
 
     def resolved(self) -> dict[str, Any]:
         if self.preset not in PRESETS:

@@ -44,22 +44,22 @@ FIGURES = {
 class AnalyzeConfig:
     """Figures and a report on a pre-training run (see `randommask.analysis.report`)."""
 
-    run: str = ""
+    run: str = ""  # the pre-training run folder
     out: str | None = None  # default: RUN/analysis
     checkpoint: str | None = None  # default: the run's latest checkpoint
     store: str | None = None  # genome store of the run (default: RUN/genome or the config's data.store)
     windows: int = 16  # held-out windows for attention, representations and masks
     batch_size: int = 4  # windows per forward pass
-    top_k: list[int] = field(default_factory=lambda: [1, 5])
+    top_k: list[int] = field(default_factory=lambda: [1, 5])  # attention share of the k most-attended tokens, per k
     projection: str = "auto"  # 2-D map of the embeddings: auto (UMAP if installed, else t-SNE), tsne, umap, none
     map_points: int = 0  # k-mers drawn in the 2-D map (0: all 4^k)
     tsne_iter: int = 1000  # t-SNE iterations (at least 500 are run)
     reference: str = "init"  # W0 for the weight change: init (re-created from the seed) or first (checkpoint)
     max_checkpoints: int = 12  # checkpoints measured for the over-time figure (evenly spaced)
     mask_draws: int = 8  # masks drawn per phase for what-the-masks-hide
-    device: str = "auto"
+    device: str = "auto"  # auto, cpu or cuda
     seed: int = 0  # for the 2-D map and subsampling
-    progress: bool = True
+    progress: bool = True  # print what is being measured
 
     def validate(self) -> None:
         if not self.run:
