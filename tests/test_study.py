@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from randommask.study import ARMS, StudyConfig, compare, run_study
+from randommask.study import ARMS, StudyConfig, arm_curves, compare, run_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GENOME = DATA / "genomes" / "lambda_NC_001416.fa.gz"
@@ -40,6 +40,11 @@ def test_cpu_smoke_study(tmp_path):
                   "RandomMask pre-training gives better"):
         assert claim in report
     assert "never fell below 2" in report  # 30 CPU steps do not reach the shortcut regime, and it says so
+    assert "![loss per arm against tokens seen](curves.png)" in report
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves = arm_curves(tmp_path / "pretrain" / "ov-dnabert")
+    assert curves["train"][-1][0] == 30 * 8 * 64  # tokens seen = steps x batch x window
+    assert all(1.0 < loss < 9.5 for _, loss in curves["train"] + curves["eval"]) and curves["eval"]
     assert json.loads((tmp_path / "summary.json").read_text())["settings"]["steps"] == 30
     # Resumable: a second call finds every arm finished and only rewrites the report.
     mtime = (tmp_path / "pretrain" / "ov-dnabert" / "metrics.jsonl").stat().st_mtime

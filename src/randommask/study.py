@@ -37,7 +37,7 @@ import numpy as np
 
 from randommask import checkpoint as ckpt
 from randommask.cli import Command
-from randommask.config import from_dict, save_yaml
+from randommask.config import from_dict, load_yaml, save_yaml
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
 
@@ -172,7 +172,8 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
                 print(f"== study baseline: from scratch, {tag} tokens", flush=True)
                 _finetune(cfg, p, None, stride, f"scratch.ft-{tag}", root)
     summary = collect(root, p)
-    report = render_report(summary, p, cfg.preset)
+    figure = draw_curves(root)
+    report = render_report(summary, p, cfg.preset, figure)
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2))
     atomic_write_text(root / "report.md", report)
     print(report)
@@ -322,7 +323,31 @@ def verdicts(s: dict) -> list[dict[str, str]]:
     return out
 
 
-def render_report(s: dict, p: dict, preset: str) -> str:
+def arm_curves(run: Path) -> dict[str, list[tuple[float, float]]] | None:
+    """(tokens seen, loss) for the training log and the held-out evaluations of one pre-training arm."""
+    path, config = run / "metrics.jsonl", run / "config.yaml"
+    if not path.exists() or not config.exists():
+        return None
+    cfg = load_yaml(config)
+    per_step = cfg.get("batch_size", 1) * cfg.get("grad_accum", 1) * cfg.get("data", {}).get("max_tokens", 1)
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return {"train": [(r["step"] * per_step, r["loss"]) for r in rows if "loss" in r and "skipped" not in r],
+            "eval": [(r["step"] * per_step, r["eval_loss"]) for r in rows if "eval_loss" in r]}
+
+
+def draw_curves(root: Path) -> Path | None:
+    """curves.png: every finished (or running) arm's loss against tokens seen, floor and regime marked."""
+    try:
+        from randommask.analysis.figures import plot_arm_curves
+    except ImportError:  # matplotlib is a dependency; a broken install should not cost the report
+        return None
+    arms = {arm: c for arm in ARMS if (c := arm_curves(root / "pretrain" / arm))}
+    if not arms:
+        return None
+    return plot_arm_curves(arms, FLOOR, REGIME, math.log(4**6), root / "curves.png")
+
+
+def render_report(s: dict, p: dict, preset: str, figure: Path | None = None) -> str:
     lines = [f"# randommask study ({preset})", "",
              f"Pre-training per arm: `{p['model_preset']}` model, {p['steps']} steps x {p['batch_size']} windows of "
              f"{p['max_tokens']} tokens ({p['steps'] * p['batch_size'] * p['max_tokens'] / 1e6:.2f} M tokens). "
@@ -341,6 +366,8 @@ def render_report(s: dict, p: dict, preset: str) -> str:
                      + (f"it fell below 2 at step {ov['step_below_2']}: the overlapping-k-mer shortcut was learned."
                         if reached else "it never fell below 2: the shortcut was not learned at this compute, so "
                         "the paper's effects cannot show here and no verdict below speaks for the paper's regime."))
+    if figure is not None:
+        lines += ["", f"![loss per arm against tokens seen]({figure.name})"]
     lines += ["", "| arm | steps | tokens | loss | eval loss | eval acc | below 2 at | central-dinucleotide "
               "silhouette |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for arm, m in s["pretrain"].items():

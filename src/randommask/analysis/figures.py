@@ -85,6 +85,43 @@ def plot_curves(metrics: Sequence[Mapping], phases: Sequence[Mapping], uniform_l
 
 
 # ------------------------------------------------------------------------------------------ embeddings
+def plot_arm_curves(arms: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], floor: float,
+                    regime: float, uniform_loss: float | None, path: Path) -> Path:
+    """Masked-LM loss of several pre-training runs against tokens seen, with the one-hidden-base floor.
+
+    `arms[name]` holds "train" and "eval" lists of (tokens, loss). The dashed floor (ln 4) is where an
+    overlapping-k-mer model that recovers every visible base of a span lands; below the dotted regime
+    line the shortcut has been learned.
+    """
+    fig = Figure(figsize=(10.5, 4.6), layout="constrained")
+    ax = fig.subplots()
+    colours = colormaps["tab10"].colors
+    for i, (name, curves) in enumerate(arms.items()):
+        c = colours[i % 10]
+        train, evals = curves.get("train") or [], curves.get("eval") or []
+        if train:
+            x, y = zip(*train, strict=True)
+            ax.plot(np.asarray(x) / 1e6, y, color=c, linewidth=1.0, alpha=0.55)
+        if evals:
+            x, y = zip(*evals, strict=True)
+            ax.plot(np.asarray(x) / 1e6, y, color=c, marker="o", markersize=3, linewidth=1.6,
+                    label=f"{name} (held-out)")
+        elif train:
+            ax.plot([], [], color=c, label=f"{name} (training)")
+    if uniform_loss is not None:
+        ax.axhline(uniform_loss, color="0.4", linestyle="--", linewidth=1, label=f"uniform guess ({uniform_loss:.2f})")
+    ax.axhline(regime, color="0.25", linestyle=":", linewidth=1.2, label=f"shortcut learned below {regime:g}")
+    ax.axhline(floor, color="0.55", linestyle="--", linewidth=1, label=f"one hidden base per span: ln 4 = {floor:.2f}")
+    ax.set_xlabel("pre-training tokens seen (millions)")
+    ax.set_ylabel("masked-LM loss (nats)")
+    ax.set_ylim(0, max(uniform_loss or 0, 8.6) + 0.3)
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.set_title("Pre-training loss per arm (thin: training, markers: held-out evaluation)")
+    fig.legend(fontsize=8, loc="outside right upper")  # outside: a collapsing curve can reach any corner
+    return _save(fig, path)
+
+
 def plot_embedding_map(xy: np.ndarray, labels: Mapping[str, Sequence[str]], method: str, path: Path) -> Path:
     """The k-mer embeddings in 2-D, one panel per labelling (central dinucleotide, first, last)."""
     names = list(labels)
