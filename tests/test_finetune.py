@@ -110,6 +110,11 @@ def test_encoder_weights_come_from_the_pretrained_run(pretrained):
     scratch = resolve_model(FinetuneConfig(model=str(pretrained), from_scratch=True, task="x"))
     assert scratch.state is None and scratch.config == spec.config  # same architecture, no weights
     assert not torch.equal(build_classifier(scratch, 2, seed=0).state_dict()[word], spec.state[word])
+    # dropout: the model's own unless given; the weights do not depend on it.
+    assert model.config.hidden_dropout == spec.config.hidden_dropout
+    other = build_classifier(spec, 3, seed=0, dropout=0.25)
+    assert (other.config.hidden_dropout, other.config.attention_dropout) == (0.25, 0.25)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
 
 
 @needs_lambda
@@ -221,3 +226,5 @@ def test_missing_arguments_and_conflicts(toy_task, tmp_path, capsys):
     assert "--preset is only for --from-scratch" in one_error_line(capsys)
     assert main(["finetune", str(toy_task), "--from-scratch", "--tokenizer-stride", "4"]) == 2
     assert "stride must be 1" in one_error_line(capsys)
+    assert main(["finetune", str(toy_task), "--from-scratch", "--dropout", "1.5"]) == 2
+    assert "dropout must be in [0, 1), got 1.5" in one_error_line(capsys)

@@ -108,6 +108,7 @@ class FinetuneSettings:
     eval_batch_size: int = 64  # sequences per evaluation batch
     weight_decay: float = 0.01  # AdamW weight decay
     grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
+    dropout: float | None = None  # hidden and attention dropout while fine-tuning (None: the model's own)
     dev_holdout: float = 0.1  # fallback protocol: share of dev.csv held out for model selection
     max_train_examples: int | None = None  # smoke runs only: seeded subsample of the training split
     max_eval_examples: int | None = None  # smoke runs only: seeded subsample of dev and test
@@ -134,6 +135,8 @@ class FinetuneSettings:
         for name in ("grad_clip", "weight_decay"):
             if getattr(self, name) < 0:
                 raise RandomMaskError(f"config: {name} must be at least 0, got {getattr(self, name)}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise RandomMaskError(f"config: dropout must be in [0, 1), got {self.dropout}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise RandomMaskError(f"config: learning_rate must be positive, got {self.learning_rate}")
         if self.epochs is not None and not self.epochs > 0:
@@ -244,10 +247,15 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
     return ModelSpec(tokenizer=tok, config=model_config(preset, tok.vocab_size), state=None, source=source)
 
 
-def build_classifier(spec: ModelSpec, num_labels: int, seed: int) -> BertForSequenceClassification:
-    """BertForSequenceClassification with the encoder from ``spec`` and a new pooler and classifier."""
+def build_classifier(spec: ModelSpec, num_labels: int, seed: int,
+                     dropout: float | None = None) -> BertForSequenceClassification:
+    """BertForSequenceClassification with the encoder from ``spec`` and a new pooler and classifier.
+
+    ``dropout`` replaces the model's hidden and attention dropout (a model pre-trained without dropout,
+    the fast CPU option, is usually fine-tuned with BERT's 0.1)."""
     torch.manual_seed(seed)  # the new layers' (and from scratch, all) initial weights follow the seed
-    conf = ModelConfig.from_dict({**spec.config.to_dict(), "num_labels": int(num_labels)})
+    over = {} if dropout is None else {"hidden_dropout": float(dropout), "attention_dropout": float(dropout)}
+    conf = ModelConfig.from_dict({**spec.config.to_dict(), "num_labels": int(num_labels), **over})
     model = BertForSequenceClassification(conf)
     if spec.state is not None:
         # A fine-tuned run's classifier belongs to its own task; its pooler is kept as a start.
@@ -415,7 +423,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
 
     device = pick_device(cfg.device)
     autocast = autocast_for(device)
-    model = build_classifier(spec, task.num_classes, cfg.seed).to(device)
+    model = build_classifier(spec, task.num_classes, cfg.seed, cfg.dropout).to(device)
     opt = make_optimizer(model, plan["learning_rate"], cfg.weight_decay, fused=device.type == "cuda")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, plan["warmup_steps"], total))
 
