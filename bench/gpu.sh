@@ -8,9 +8,10 @@
 #   bash bench/gpu.sh            # on the GPU machine, from the repository root or anywhere
 #   bash bench/gpu.sh --smoke    # the same Python parts on the CPU with tiny shapes (what the tests run)
 #
-# Python: $PYTHON if set, else .venv/bin/python, else a new .venv made with --system-site-packages (so the
-# machine's CUDA torch is used) and `pip install -e .`. Per-run JSON and logs go to $GPU_BENCH_OUT
-# (default: a new temporary folder, printed at the start).
+# Python: $PYTHON if set, else .venv/bin/python if it has torch, else python3 if it has torch (randommask
+# then runs from src/), else a new .venv made with --system-site-packages and `pip install -e .`. The
+# data-pipeline run uses ../shared's E. coli genome where present, else seeded random DNA. Per-run JSON and
+# logs go to $GPU_BENCH_OUT (default: a new temporary folder, printed at the start).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,7 +19,7 @@ SMOKE=0
 for arg in "$@"; do
   case "$arg" in
     --smoke) SMOKE=1 ;;
-    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "gpu.sh: unknown argument $arg (use --smoke or nothing)" >&2; exit 2 ;;
   esac
 done
@@ -27,10 +28,15 @@ OUT="${GPU_BENCH_OUT:-$(mktemp -d -t randommask-gpu-bench.XXXXXX)}"
 mkdir -p "$OUT"
 START=$(date +%s)
 
+has_torch() { "$1" -c "import torch" >/dev/null 2>&1; }
 if [[ -n "${PYTHON:-}" ]]; then
   PY="$PYTHON"
-elif [[ -x .venv/bin/python ]]; then
+elif [[ -x .venv/bin/python ]] && has_torch .venv/bin/python; then
   PY=.venv/bin/python
+elif has_torch python3; then
+  # The machine's own Python holds CUDA torch (on the device machines it is itself a venv, and a venv made
+  # from a venv would not see its packages): use it as it is, randommask from the source tree below.
+  PY=python3
 else
   echo "== creating .venv (system site packages: the machine's torch) and installing randommask"
   python3 -m venv --system-site-packages .venv
@@ -60,7 +66,8 @@ if [[ $SMOKE == 1 ]]; then
 else
   TT=(--device cuda --preset base --batch 64 --seq 512 --dtype bf16 --dropout 0.1 --steps 15 --rounds 3 --warmup 3)
   DP=(--batch 64 --seq 512 --batches 300 --workers 0,1,2,4,8)
-  LIMITS=(120 200 90)  # seconds per run: typically about 70 + 150 + 20
+  LIMITS=(100 140 45)  # seconds per run (285 in all, so the script stays under 5 minutes); each run writes
+                       # its JSON as it goes, so one stopped at its limit still reports what it measured
 fi
 
 run() {  # run NAME SECONDS COMMAND...: log to $OUT/NAME.log, keep going on failure

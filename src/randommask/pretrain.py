@@ -457,7 +457,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
             raise RandomMaskError(f"{run_dir}: cannot write the run folder ({e.strerror or e})") from None
 
     if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
+        if device.type == "cuda":  # cuBLAS is deterministic only with a fixed workspace, read at its first call
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # On CUDA a few kernels (attention backward) have no deterministic version: warn there, do not stop.
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     torch.manual_seed(cfg.seed + d.rank)
 
     # --- data
@@ -486,6 +489,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"][d.rank] if d.rank < len(state["rng"]["torch"])
                             else state["rng"]["torch"][0])
+        cuda_states = state["rng"].get("cuda") or []  # dropout on a GPU draws from the CUDA generator
+        if device.type == "cuda" and d.rank < len(cuda_states) and cuda_states[d.rank] is not None:
+            torch.cuda.set_rng_state(cuda_states[d.rank], device)
         start_step = int(state["step"])
     ddp_model = model
     if d.world > 1:
@@ -622,8 +628,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
 
 def save(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
          cfg: PretrainConfig, tokenizer: KmerTokenizer, d: Dist) -> None:
-    """Gather every rank's RNG state and write the checkpoint from rank 0."""
-    rng = torch.get_rng_state()
+    """Gather every rank's RNG states (CPU, and CUDA's where the model runs there) and write the checkpoint
+    from rank 0."""
+    device = next(model.parameters()).device
+    rng = (torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None)
     if d.world > 1:
         states = [None] * d.world
         dist.all_gather_object(states, rng)
@@ -632,7 +640,7 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Opti
     if not d.main:
         return
     state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "rng": {"torch": states},
+             "scheduler": sched.state_dict(), "rng": {"torch": [c for c, _ in states], "cuda": [g for _, g in states]},
              "config": to_dict(cfg), "model_config": model.config.to_dict(),
              "tokenizer": {"name": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride},
              "vocab": list(tokenizer.vocab), "kind": "pretrain"}
