@@ -1,6 +1,6 @@
 """Overlay the masked-LM loss of several pre-training runs against tokens seen (one PNG).
 
-    python scripts/plot_runs.py RUN [RUN ...] --out curves.png [--labels A B ...]
+    python scripts/plot_runs.py RUN [RUN ...] --out curves.png [--labels A B ...] [--title TEXT]
 
 The same figure as a study report's curves.png: thin lines are the training log, markers the held-out
 evaluations; the ln 4 floor and the loss-2 line mark the overlapping-k-mer shortcut regime.
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--labels", nargs="+")
+    ap.add_argument("--title", default="Pre-training loss per run")
     args = ap.parse_args(argv)
     labels = args.labels or [r.name for r in args.runs]
     if len(labels) != len(args.runs):
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         arms[label] = curves
-    plot_arm_curves(arms, FLOOR, REGIME, math.log(4**6), args.out)
+    plot_arm_curves(arms, FLOOR, REGIME, math.log(4**6), args.out, title=args.title)
     print(f"wrote {args.out}")
     return 0
 

@@ -86,7 +86,8 @@ def plot_curves(metrics: Sequence[Mapping], phases: Sequence[Mapping], uniform_l
 
 # ------------------------------------------------------------------------------------------ embeddings
 def plot_arm_curves(arms: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]], floor: float,
-                    regime: float, uniform_loss: float | None, path: Path) -> Path:
+                    regime: float, uniform_loss: float | None, path: Path,
+                    title: str = "Pre-training loss per arm") -> Path:
     """Masked-LM loss of several pre-training runs against tokens seen, with the one-hidden-base floor.
 
     `arms[name]` holds "train" and "eval" lists of (tokens, loss). The dashed floor (ln 4) is where an
@@ -117,7 +118,7 @@ def plot_arm_curves(arms: Mapping[str, Mapping[str, Sequence[tuple[float, float]
     ax.set_ylim(0, max(uniform_loss or 0, 8.6) + 0.3)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.set_title("Pre-training loss per arm (thin: training, markers: held-out evaluation)")
+    ax.set_title(f"{title} (thin: training, markers: held-out evaluation)")
     fig.legend(fontsize=8, loc="outside right upper")  # outside: a collapsing curve can reach any corner
     return _save(fig, path)
 
