@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from randommask.errors import RandomMaskError
 from randommask.study import ARMS, StudyConfig, arm_curves, compare, run_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -51,3 +52,15 @@ def test_cpu_smoke_study(tmp_path):
     run_study(StudyConfig(preset="cpu-smoke", fasta=[str(GENOME)], gue=str(DATA / "GUE"), out_dir=str(tmp_path),
                           steps=30))
     assert (tmp_path / "pretrain" / "ov-dnabert" / "metrics.jsonl").stat().st_mtime == mtime
+
+
+def test_presets_resolve_and_gpu_pretrains_like_cpu_regime():
+    base = {"fasta": ["genome.fa"], "gue": "GUE"}
+    regime = StudyConfig(preset="cpu-regime", **base).resolved()
+    gpu = StudyConfig(preset="gpu", **base).resolved()
+    pretraining = ("model_preset", "steps", "batch_size", "max_tokens", "lr", "warmup_steps", "dropout")
+    assert {k: gpu[k] for k in pretraining} == {k: regime[k] for k in pretraining}
+    assert regime["dropout"] == 0.0 and regime["ft_dropout"] == 0.1
+    assert StudyConfig(preset="cpu-regime", dropout=0.2, steps=10, **base).resolved()["dropout"] == 0.2
+    with pytest.raises(RandomMaskError, match="seeds must be at least 3"):
+        StudyConfig(preset="gpu", seeds=2, **base).resolved()
