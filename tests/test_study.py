@@ -6,22 +6,42 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from randommask.errors import RandomMaskError
+from randommask.metrics import welch_t_test
 from randommask.study import ARMS, StudyConfig, arm_curves, compare, run_study
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GENOME = DATA / "genomes" / "lambda_NC_001416.fa.gz"
 
 
-def test_compare_reads_the_spread():
-    a = {"mcc_mean": 0.60, "mcc_std": 0.02}
-    assert compare(a, {"mcc_mean": 0.50, "mcc_std": 0.02})[0] == "supported"
-    assert compare({"mcc_mean": 0.50, "mcc_std": 0.02}, a)[0] == "not supported"
-    assert compare(a, {"mcc_mean": 0.59, "mcc_std": 0.03})[0] == "inconclusive"
+def test_compare_uses_welch_t_test_over_seeds():
+    def arm(*mcc):
+        return {"mcc_mean": sum(mcc) / len(mcc), "mcc_std": float(np.std(mcc, ddof=1)), "mcc_per_seed": list(mcc)}
+
+    a = arm(0.60, 0.62, 0.58)
+    assert compare(a, arm(0.50, 0.52, 0.48))[0] == "supported"
+    assert compare(arm(0.50, 0.52, 0.48), a)[0] == "not supported"
+    # One pooled standard deviation apart over 3 seeds is not a finding (p ~ 0.3).
+    verdict, text = compare(a, arm(0.58, 0.60, 0.56))
+    assert verdict == "inconclusive" and "p = 0.29" in text
+    assert compare(a, arm(0.55))[0] == "inconclusive"  # one seed: no test
     assert compare(a, None)[0] == "not measured"
+
+
+def test_welch_t_test_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n1, n2 = rng.integers(2, 9, 2)
+        a, b = rng.normal(0, rng.uniform(0.1, 3), n1), rng.normal(rng.uniform(-3, 3), rng.uniform(0.1, 3), n2)
+        t, _, p = welch_t_test(a, b)
+        ref = stats.ttest_ind(a, b, equal_var=False)
+        assert t == pytest.approx(ref.statistic, rel=1e-9) and p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+    assert welch_t_test([1, 1], [1, 1])[2] == 1.0 and welch_t_test([1, 1], [2, 2])[2] == 0.0
 
 
 @pytest.mark.skipif(not (GENOME.exists() and (DATA / "GUE").exists()), reason="shared data folder not present")

@@ -15,9 +15,10 @@ Every pre-trained arm is then fine-tuned with overlapping and with non-overlappi
 vocabulary, see `randommask.finetune`) on the chosen GUE tasks over several seeds, beside the
 from-scratch baseline. The report states the paper's three observations and RandomMask's claim as
 sentences, each with the measured figures and a verdict: supported, not supported, or inconclusive
-(differences inside the spread over seeds), and it says whether the run reached the regime where the
-overlapping-k-mer shortcut is learned at all: the ``ov-dnabert`` arm's masked-token loss against its
-floor (one hidden base per span: ln 4, about 1.39) and the step at which it fell below 2.
+(a difference over seeds that Welch's t-test does not find significant at 0.05), and it says whether
+the run reached the regime where the overlapping-k-mer shortcut is learned at all: the ``ov-dnabert``
+arm's masked-token loss against its floor (one hidden base per span: ln 4, about 1.39) and the step at
+which it fell below 2.
 
 Each arm is its own resumable job (``--arm NAME`` runs one; ``--report-only`` merges whatever has
 finished), so a grid can be spread over several short device calls.
@@ -40,6 +41,7 @@ from randommask.cli import Command
 from randommask.config import from_dict, load_yaml, save_yaml
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
+from randommask.metrics import welch_t_test
 
 ARMS: dict[str, tuple[str, str]] = {
     "ov-bert": ("kmer6", "bert"),
@@ -272,16 +274,27 @@ def collect(root: Path, p: dict) -> dict[str, Any]:
     return {"pretrain": pre, "finetune": ft, "settings": p}
 
 
+ALPHA = 0.05  # a difference over seeds counts when Welch's t-test gives p below this
+
+
 def compare(a: dict | None, b: dict | None) -> tuple[str, str]:
-    """Verdict on 'a beats b' from per-seed task-average MCC: the difference against the spread."""
+    """Verdict on 'a beats b' from the per-seed task-average MCC: Welch's t-test, two-sided, at ALPHA.
+
+    With 3 seeds a side, a difference of one pooled standard deviation is far from significant (p ~ 0.3);
+    it takes about 2.3 of them. Inside that, the verdict is "inconclusive", not a finding either way.
+    """
     if not a or not b:
         return "not measured", "an arm has not finished"
     diff = a["mcc_mean"] - b["mcc_mean"]
-    spread = math.sqrt((a["mcc_std"] ** 2 + b["mcc_std"] ** 2) / 2) or 1e-9
-    text = f"{100 * a['mcc_mean']:.1f} vs {100 * b['mcc_mean']:.1f} MCC (difference {100 * diff:+.1f}, spread " \
-           f"{100 * spread:.1f})"
-    if abs(diff) <= spread:
-        return "inconclusive", text + ": inside the spread over seeds"
+    text = f"{100 * a['mcc_mean']:.1f} vs {100 * b['mcc_mean']:.1f} MCC (difference {100 * diff:+.1f}; sd " \
+           f"{100 * a['mcc_std']:.1f} / {100 * b['mcc_std']:.1f} over {len(a['mcc_per_seed'])} / " \
+           f"{len(b['mcc_per_seed'])} seeds"
+    if min(len(a["mcc_per_seed"]), len(b["mcc_per_seed"])) < 2:
+        return "inconclusive", text + "): one seed, no test"
+    _, _, p = welch_t_test(a["mcc_per_seed"], b["mcc_per_seed"])
+    text += f"; Welch t-test p = {p:.2g})"
+    if p >= ALPHA:
+        return "inconclusive", text + f": not significant at {ALPHA:g}"
     return ("supported" if diff > 0 else "not supported"), text
 
 
@@ -418,8 +431,8 @@ def render_report(s: dict, p: dict, preset: str, figure: Path | None = None) -> 
               "| claim | verdict | measured |", "| --- | --- | --- |"]
     for v in verdicts(s):
         lines.append(f"| {v['claim']} | **{v['verdict']}** | {v['figures']} |")
-    lines += ["", "Verdicts compare task-averaged test MCC over seeds: a difference inside the spread (the pooled "
-              "standard deviation over seeds) is inconclusive, not a finding.", ""]
+    lines += ["", f"Verdicts compare task-averaged test MCC over seeds with Welch's t-test (two-sided): a difference "
+              f"with p >= {ALPHA:g} is inconclusive, not a finding either way.", ""]
     return "\n".join(lines)
 
 
