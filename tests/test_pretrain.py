@@ -133,7 +133,7 @@ def test_bad_inputs(tmp_path, capsys):
     assert "does not fit the model's 512 positions" in err(
         ["pretrain", str(LAMBDA), "--max-tokens", "600", "--out", str(tmp_path / "b"), "--progress", "false"])
     assert "optim.grad_clip must be at least 0, got -1.0" in err(["pretrain", str(LAMBDA), "--optim.grad_clip", "-1"])
-    assert "optim.lr must be positive, got 0.0" in err(["pretrain", str(LAMBDA), "--lr", "0"])
+    assert "optim.lr must be at least 0, got -0.001" in err(["pretrain", str(LAMBDA), "--lr=-1e-3"])
     assert "no checkpoint to resume from" in err(["pretrain", str(LAMBDA), "--out", str(tmp_path / "c"), "--resume"])
     run = tmp_path / "d"
     pt.pretrain(tiny(run, steps=2, save_interval=2))

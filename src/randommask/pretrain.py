@@ -108,9 +108,7 @@ class PretrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_interval", "eval_interval", "save_interval"):
             if getattr(self, name) < 1:
                 raise RandomMaskError(f"config: {name} must be at least 1, got {getattr(self, name)}")
-        if not self.optim.lr > 0:
-            raise RandomMaskError(f"config: optim.lr must be positive, got {self.optim.lr}")
-        for name in ("grad_clip", "weight_decay", "warmup_steps"):
+        for name in ("lr", "grad_clip", "weight_decay", "warmup_steps"):  # lr 0 keeps the initial weights
             if getattr(self.optim, name) < 0:
                 raise RandomMaskError(f"config: optim.{name} must be at least 0, got {getattr(self.optim, name)}")
         if self.data.max_tokens < 8:
