@@ -65,10 +65,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "warmup_steps": 100, "dropout": 0.0, "tasks": ["prom/prom_core_all"], "seeds": 3,
                    "ft_max_steps": 200, "ft_max_train": 0, "ft_max_eval": 0, "ft_lr": 5e-4, "ft_warmup": 30,
                    "ft_dropout": 0.1},
-    # One GPU. Pre-training as in cpu-regime but 15,000 steps: cpu-regime's 9,000 ended at training loss 2.06,
-    # still falling (docs/regime.md); 15,000 is an extrapolation, not yet run on a GPU by this project
-    # (estimated a few minutes per arm). The GPU's time goes to fuller fine-tuning, on the two 70-bp
-    # promoter tasks: 67 tokens, so only 3 positions lie beyond the 64-token pre-training windows.
+    # One GPU. Pre-training as in cpu-regime but over 15,000 steps (cpu-regime's 9,000 ended at 2.06). Its
+    # ov-dnabert arm, run step for step on the CPU, fell below 2 at step 8,100 (docs/regime.md). Not yet run on
+    # a GPU by this project (estimated a few minutes per arm). The GPU's time goes to fuller fine-tuning, on
+    # the two 70-bp promoter tasks: 67 tokens, so only 3 positions lie beyond the 64-token windows.
     "gpu": {"model_preset": "tiny", "steps": 15000, "batch_size": 64, "max_tokens": 64, "lr": 1.5e-3,
             "warmup_steps": 100, "dropout": 0.0, "tasks": ["prom/prom_core_all", "prom/prom_core_notata"],
             "seeds": 3, "ft_max_steps": 2000, "ft_max_train": 0, "ft_max_eval": 0, "ft_lr": 5e-4, "ft_warmup": 50,
