@@ -504,9 +504,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         med = statistics.median(ts)
         train[name] = {"label": labels[name], "tokens_per_s": tokens / med, "step_ms": 1e3 * med / args.steps,
                        "mfu": tokens / med * flops_per_token / peak, "rounds_s": ts}
-    if "hf" in train:
-        results["ratio"] = train["compiled" if "compiled" in train else "ours"]["tokens_per_s"] / \
-            train["hf"]["tokens_per_s"]
+    top = "compiled" if "compiled" in train and "(failed" not in labels["compiled"] else "ours"
+    base = train["hf"]["tokens_per_s"] if "hf" in train else None
+    if base:
+        results["ratio"] = train[top]["tokens_per_s"] / base
     write_json(args, {**results, "train": train})
     if device.type == "cuda":
         for name, step in steps.items():
@@ -526,7 +527,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"training: {args.rounds} interleaved rounds x {args.steps} steps (+{warmup} warm-up), medians; "
           f"{results['optimizer']} unless said; clip 1.0"
           + (f"; compiled in {results['compile_s']:.0f} s" if "compile_s" in results else ""))
-    base = train["hf"]["tokens_per_s"] if "hf" in train else None
     if base:  # ratios round by round (each round's sides ran close together): robust to load drifting
         for t in train.values():
             t["paired_ratio"] = statistics.median(h / x for h, x in zip(train["hf"]["rounds_s"], t["rounds_s"],
@@ -549,12 +549,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if "hf" in inf:
             print(f"  ratio {inf['ours'] / inf['hf']:.2f}x (max |embedding diff| at equal weights "
                   f"{inf['max_abs_diff']:.1e})")
-    top = "compiled" if "compiled" in train and "(failed" not in labels["compiled"] else "ours"
     where_short = f"{args.device}, {args.dtype}, dropout {args.dropout}" + (
         ", compiled" if args.compile and "(failed" not in labels[top] and (top == "compiled" or not args.ablate)
         else "")
-    if base:
-        results["ratio"] = train[top]["tokens_per_s"] / base
     write_json(args, results)
     if base:
         print(f"headline: training {results['ratio']:.2f}x transformers BertForMaskedLM (SDPA): "

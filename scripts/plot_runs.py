@@ -9,12 +9,11 @@ evaluations; the ln 4 floor and the loss-2 line mark the overlapping-k-mer short
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from randommask.analysis.figures import plot_arm_curves
-from randommask.study import FLOOR, REGIME, arm_curves
+from randommask.study import FLOOR, REGIME, UNIFORM, arm_curves
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         arms[label] = curves
-    plot_arm_curves(arms, FLOOR, REGIME, math.log(4**6), args.out, title=args.title)
+    plot_arm_curves(arms, FLOOR, REGIME, UNIFORM, args.out, title=args.title)
     print(f"wrote {args.out}")
     return 0
 

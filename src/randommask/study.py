@@ -51,6 +51,7 @@ ARMS: dict[str, tuple[str, str]] = {
 }
 FLOOR = math.log(4)  # one base hidden per span: the loss cannot go much below ln 4
 REGIME = 2.0  # the dnabert arm below this loss has learned the overlapping-k-mer shortcut
+UNIFORM = math.log(4**6)  # guessing uniformly among the 4,096 6-mers of every arm
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores; exercised in CI. Says nothing about the paper's regime.
@@ -197,13 +198,23 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ measures
-def pretrain_measures(run: Path) -> dict[str, Any] | None:
-    """Final losses and the regime: loss against the floor, first step with a training loss below 2."""
+def logged_steps(run: Path) -> list[dict[str, Any]]:
+    """The rows of a run's metrics.jsonl that carry a training loss (evaluations ride on these rows)."""
     path = run / "metrics.jsonl"
     if not path.exists():
-        return None
+        return []
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    rows = [r for r in rows if "loss" in r and "skipped" not in r]
+    return [r for r in rows if "loss" in r and "skipped" not in r]
+
+
+def tokens_per_step(cfg: dict[str, Any]) -> int:
+    """Token positions per optimizer step (per rank) of a saved pre-training config."""
+    return cfg.get("batch_size", 0) * cfg.get("grad_accum", 1) * cfg.get("data", {}).get("max_tokens", 0)
+
+
+def pretrain_measures(run: Path) -> dict[str, Any] | None:
+    """Final losses and the regime: loss against the floor, first step with a training loss below 2."""
+    rows = logged_steps(run)
     if not rows:
         return None
     evals = [r for r in rows if "eval_loss" in r]
@@ -215,9 +226,7 @@ def pretrain_measures(run: Path) -> dict[str, Any] | None:
     latest = ckpt.latest_checkpoint(run)
     if latest is not None:
         state = ckpt.load_checkpoint(latest)
-        cfg = state.get("config") or {}
-        out["tokens"] = int(state["step"]) * cfg.get("batch_size", 0) * cfg.get("grad_accum", 1) * \
-            cfg.get("data", {}).get("max_tokens", 0)
+        out["tokens"] = int(state["step"]) * tokens_per_step(state.get("config") or {})
         out["silhouette"] = embedding_silhouette(state)
         out["layers"] = layer_measures(run)
     return out
@@ -352,13 +361,11 @@ def verdicts(s: dict) -> list[dict[str, str]]:
 
 def arm_curves(run: Path) -> dict[str, list[tuple[float, float]]] | None:
     """(tokens seen, loss) for the training log and the held-out evaluations of one pre-training arm."""
-    path, config = run / "metrics.jsonl", run / "config.yaml"
-    if not path.exists() or not config.exists():
+    rows = logged_steps(run)
+    if not rows or not (run / "config.yaml").exists():
         return None
-    cfg = load_yaml(config)
-    per_step = cfg.get("batch_size", 1) * cfg.get("grad_accum", 1) * cfg.get("data", {}).get("max_tokens", 1)
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return {"train": [(r["step"] * per_step, r["loss"]) for r in rows if "loss" in r and "skipped" not in r],
+    per_step = tokens_per_step(load_yaml(run / "config.yaml"))
+    return {"train": [(r["step"] * per_step, r["loss"]) for r in rows],
             "eval": [(r["step"] * per_step, r["eval_loss"]) for r in rows if "eval_loss" in r]}
 
 
@@ -371,16 +378,16 @@ def draw_curves(root: Path) -> Path | None:
     arms = {arm: c for arm in ARMS if (c := arm_curves(root / "pretrain" / arm))}
     if not arms:
         return None
-    return plot_arm_curves(arms, FLOOR, REGIME, math.log(4**6), root / "curves.png")
+    return plot_arm_curves(arms, FLOOR, REGIME, UNIFORM, root / "curves.png")
 
 
 def render_report(s: dict, p: dict, preset: str, figure: Path | None = None) -> str:
     lines = [f"# randommask study ({preset})", "",
              f"Pre-training per arm: `{p['model_preset']}` model, {p['steps']} steps x {p['batch_size']} windows of "
              f"{p['max_tokens']} tokens ({p['steps'] * p['batch_size'] * p['max_tokens'] / 1e6:.2f} M tokens), "
-             f"peak learning rate {p['lr']:g}, dropout {p.get('dropout', 0.1):g}. "
+             f"peak learning rate {p['lr']:g}, dropout {p['dropout']:g}. "
              f"Fine-tuning: tasks {', '.join(p['tasks'])}, {p['seeds']} seeds, learning rate {p['ft_lr']:g}, dropout "
-             f"{p.get('ft_dropout', 0.1):g}"
+             f"{p['ft_dropout']:g}"
              + (f", at most {p['ft_max_steps']} steps" if p["ft_max_steps"] else "")
              + (f", at most {p['ft_max_train']} training examples (smoke run: not comparable to GUE)"
                 if p["ft_max_train"] else "") + ".", "",
