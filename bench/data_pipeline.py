@@ -38,12 +38,13 @@ from randommask.pretrain import MaskedBatches, load_config
 from randommask.tokenizers import KmerTokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "genomes"
+DEFAULT_FASTA = str(DATA / "ecoli536_NC_008253.fna.gz")
 GPU_TOKENS_PER_S = {"transformers SDPA": 442_000, "SDPA + masked head, compiled": 648_000}  # the H200
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fasta", default=str(DATA / "ecoli536_NC_008253.fna.gz"),
+    ap.add_argument("--fasta", default=DEFAULT_FASTA,
                     help="FASTA to prepare (the default E. coli genome; where it is absent, as on a device machine "
                     "that gets only the repository, 5 Mb of seeded random DNA stand in: the cost per window does "
                     "not depend on the sequence)")
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
             t0 = time.perf_counter()
             store_path = str(Path(tmp) / "genome")
             fasta = Path(args.fasta)
-            if not fasta.exists() and args.fasta == parse_args([]).fasta:
+            if not fasta.exists() and args.fasta == DEFAULT_FASTA:
                 fasta = random_fasta(Path(tmp) / "random.fa", 5_000_000)
                 print(f"{args.fasta} not found: using 5 Mb of seeded random DNA instead")
             prepare([fasta], Path(store_path), progress=False)
