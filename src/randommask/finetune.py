@@ -204,10 +204,17 @@ class ModelSpec:
 def open_run(run_dir: str | Path) -> tuple[ckpt.Pretrained, dict]:
     """`checkpoint.load_pretrained` plus the checkpoint's other entries (kind, task, labels, max_length).
 
+    ``run_dir`` is a run folder (its latest checkpoint) or one ``checkpoints/step-N.pt`` file of a run
+    (fine-tuning from a point part-way through pre-training).
+
     Reads the checkpoint once: a base model's file is hundreds of MB.
     """
     run_dir = Path(run_dir)
-    path = ckpt.latest_checkpoint(run_dir) if run_dir.is_dir() else None
+    if run_dir.is_file() and run_dir.suffix == ".pt":  # one checkpoint of a run: <run>/checkpoints/step-N.pt
+        path: Path | None = run_dir
+        run_dir = run_dir.parent.parent
+    else:
+        path = ckpt.latest_checkpoint(run_dir) if run_dir.is_dir() else None
     if path is None:
         ckpt.load_pretrained(run_dir)  # raises its one-line error: no folder, or not a run folder
         raise AssertionError("unreachable")
@@ -238,6 +245,9 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
                   "masking": (pre.config.get("masking") or {}).get("strategy")}
         data = pre.config.get("data") or {}
         max_tokens = data.get("max_tokens") if state.get("kind", "pretrain") == "pretrain" else None
+        steps, tail = int(pre.config.get("steps") or 0), float(data.get("long_fraction") or 0.0)
+        if max_tokens and tail > 0 and pre.step > steps - round(steps * tail):  # it trained the long tail too
+            max_tokens = max(max_tokens, int(data.get("long_max_tokens") or 0))
         return ModelSpec(tokenizer=tok, config=ModelConfig.from_dict(pre.model_config),
                          state=None if s.from_scratch else pre.model_state, source=source,
                          pretrain_max_tokens=None if s.from_scratch else max_tokens)

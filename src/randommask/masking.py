@@ -48,6 +48,8 @@ class MaskingConfig:
     width_growth: randommask: how much the largest width grows per phase.
     random_width: randommask: draw each span's width uniformly from start_width, start_width +
         width_growth, ..., up to the phase maximum (True), or always use the phase maximum (False).
+    curriculum: randommask: widen the spans phase by phase (True), or use the last phase's widths
+        from step 0 (False: the ablation without a curriculum).
     target_fraction: randommask: expected fraction of maskable tokens masked; sets the centre prob.
     phase_boundaries: randommask: the steps at which phases 1, 2, ... begin (len = phases - 1);
         None: equal phases over total_steps.
@@ -63,6 +65,7 @@ class MaskingConfig:
     start_width: int | None = None
     width_growth: int = 2
     random_width: bool = True
+    curriculum: bool = True
     target_fraction: float = 0.15
     phase_boundaries: list[int] | None = None
     total_steps: int = 10_000
@@ -96,14 +99,16 @@ def phase_at(config: MaskingConfig, step: int) -> int:
     """The RandomMask phase (0-based) in force at a training step; 0 for the other strategies."""
     if config.strategy != "randommask":
         return 0
+    if not config.curriculum:
+        return config.phases - 1
     if config.phase_boundaries is not None:
         return int(np.searchsorted(np.asarray(config.phase_boundaries), step, side="right"))
     return min(config.phases - 1, max(0, step) * config.phases // config.total_steps)
 
 
 def phase_starts(config: MaskingConfig) -> list[int]:
-    """The first step of every phase."""
-    if config.strategy != "randommask":
+    """The first step of every phase (one phase, from step 0, without a curriculum)."""
+    if config.strategy != "randommask" or not config.curriculum:
         return [0]
     if config.phase_boundaries is not None:
         return [0, *config.phase_boundaries]

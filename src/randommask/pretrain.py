@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,10 @@ class DataConfig:
     reverse_complement_prob: share of windows read from the reverse strand.
     heldout_fraction: the last share of every record, held out for evaluation, never trained on.
     num_workers: DataLoader worker processes that tokenize and mask (0: in the training process).
+    long_max_tokens, long_fraction: BERT's recipe for long positions: the last ``long_fraction`` of the
+        steps draw windows of ``long_max_tokens`` tokens, with the batch cut so that a step holds as
+        many tokens as before (``batch_size * max_tokens // long_max_tokens`` windows). Short windows
+        train position embeddings cheaply; the long tail trains the positions that 500-bp tasks use.
     """
 
     fasta: list[str] = field(default_factory=list)
@@ -63,6 +67,8 @@ class DataConfig:
     reverse_complement_prob: float = 0.0
     heldout_fraction: float = 0.01
     num_workers: int = 0
+    long_max_tokens: int = 0  # tokens per window in the long tail (0: no long tail)
+    long_fraction: float = 0.0  # share of the steps, at the end, with long_max_tokens windows
 
 
 @dataclass
@@ -113,12 +119,26 @@ class PretrainConfig:
                 raise RandomMaskError(f"config: optim.{name} must be at least 0, got {getattr(self.optim, name)}")
         if self.data.max_tokens < 8:
             raise RandomMaskError(f"config: data.max_tokens must be at least 8, got {self.data.max_tokens}")
+        if not 0.0 <= self.data.long_fraction < 1.0:
+            raise RandomMaskError(f"config: data.long_fraction must be in [0, 1), got {self.data.long_fraction}")
+        if self.data.long_fraction > 0 and self.data.long_max_tokens <= self.data.max_tokens:
+            raise RandomMaskError(f"config: data.long_max_tokens ({self.data.long_max_tokens}) must exceed "
+                                  f"data.max_tokens ({self.data.max_tokens}) when data.long_fraction is set")
         if not self.data.fasta and not self.data.store:
             raise RandomMaskError("config: no training data; give FASTA files (data.fasta) or a prepared store "
                                   "(data.store)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise RandomMaskError(f"config: device must be auto, cpu or cuda, got {self.device!r}")
 
+
+def long_phase(cfg: PretrainConfig) -> tuple[int, int, int]:
+    """(first step of the long-window tail, its windows per micro-batch, its tokens per window); the first
+    step is ``cfg.steps`` when the run has no tail."""
+    d = cfg.data
+    if not d.long_max_tokens or d.long_fraction <= 0:
+        return cfg.steps, cfg.batch_size, d.max_tokens
+    start = cfg.steps - round(cfg.steps * d.long_fraction)
+    return start, max(1, cfg.batch_size * d.max_tokens // d.long_max_tokens), d.long_max_tokens
 
 def load_config(data: dict) -> PretrainConfig:
     cfg = from_dict(PretrainConfig, data)
@@ -164,17 +184,23 @@ class MaskedBatches(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, sampler: WindowSampler, tokenizer: KmerTokenizer, masking: MaskingConfig, cfg: PretrainConfig,
-                 rank: int, start_step: int) -> None:
+                 rank: int, start_step: int, long_sampler: WindowSampler | None = None) -> None:
         super().__init__()
         self.sampler, self.tokenizer, self.masking, self.cfg = sampler, tokenizer, masking, cfg
-        self.rank, self.start_step = rank, start_step
+        self.rank, self.start_step, self.long_sampler = rank, start_step, long_sampler
 
     def batch(self, micro: int) -> dict[str, torch.Tensor]:
         cfg, tok = self.cfg, self.tokenizer
         step, a = divmod(micro, cfg.grad_accum)
-        first = micro * cfg.batch_size
-        windows = [self.sampler.draw(self.sampler.global_index(first + j)) for j in range(cfg.batch_size)]
-        enc = tok.encode_batch(windows, max_length=cfg.data.max_tokens, truncation=True)
+        long_start, long_batch, long_tokens = long_phase(cfg)
+        if step < long_start or self.long_sampler is None:
+            sampler, size, max_tokens, first = self.sampler, cfg.batch_size, cfg.data.max_tokens, micro * cfg.batch_size
+        else:  # the long tail continues the rank's stream where the short windows stopped
+            short = long_start * cfg.grad_accum * cfg.batch_size
+            sampler, size, max_tokens = self.long_sampler, long_batch, long_tokens
+            first = short + (micro - long_start * cfg.grad_accum) * long_batch
+        windows = [sampler.draw(sampler.global_index(first + j)) for j in range(size)]
+        enc = tok.encode_batch(windows, max_length=max_tokens, truncation=True)
         inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(cfg.seed, step, self.rank, a),
                                        self.masking, step, tok.mask_id, tok.kmer_ids, inplace=True)
         return {"input_ids": torch.from_numpy(inputs), "attention_mask": torch.from_numpy(enc.attention_mask),
@@ -441,8 +467,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
         # the padding is invisible outside the model (logits sliced, HF export strips it), and is the same on
         # every device so that a checkpoint's shapes do not depend on where the run started.
         mconf = model_config(cfg.preset, tokenizer.vocab_size, **{"pad_vocab_multiple": 64, **cfg.model})
-    if mconf.max_position_embeddings < cfg.data.max_tokens:
-        raise RandomMaskError(f"config: data.max_tokens={cfg.data.max_tokens} does not fit the model's "
+    longest = max(cfg.data.max_tokens, long_phase(cfg)[2])
+    if mconf.max_position_embeddings < longest:
+        raise RandomMaskError(f"config: windows of {longest} tokens do not fit the model's "
                               f"{mconf.max_position_embeddings} positions")
     if mconf.vocab_size != tokenizer.vocab_size:
         raise RandomMaskError(f"model vocabulary {mconf.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
@@ -470,6 +497,11 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                          reverse_complement_prob=cfg.data.reverse_complement_prob,
                          heldout_fraction=cfg.data.heldout_fraction, seed=cfg.seed)
     train_sampler = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
+    long_sampler = None
+    if long_phase(cfg)[0] < cfg.steps:
+        long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
+        long_sampler = WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank,
+                                     world_size=d.world)
     eval_sampler = WindowSampler(store, scfg, "eval")
     eval_encs = eval_batches(eval_sampler, tokenizer, cfg) if d.main else []
 
@@ -501,7 +533,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     if cfg.compile:
         train_model = compile_model(ddp_model, _probe_batch(cfg, mconf.vocab_size, device), autocast, d.main)
 
-    batches = MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step)
+    batches = MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step, long_sampler)
     loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
                                          pin_memory=device.type == "cuda",
                                          prefetch_factor=4 if cfg.data.num_workers else None,
@@ -515,7 +547,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
         global_batch = cfg.batch_size * cfg.grad_accum * d.world
         print(f"randommask pretrain: {cfg.preset} model ({n_params / 1e6:.2f}M parameters), tokenizer "
               f"{tokenizer.name}, masking {masking.strategy}, {cfg.steps} steps x {global_batch} windows of "
-              f"{cfg.data.max_tokens} tokens on {device.type}" + (f" x {d.world} ranks" if d.world > 1 else "")
+              f"{cfg.data.max_tokens} tokens on {device.type}"
+              + (f" (from step {long_phase(cfg)[0]}: {long_phase(cfg)[1]} windows of {long_phase(cfg)[2]} tokens)"
+                 if long_sampler is not None else "") + (f" x {d.world} ranks" if d.world > 1 else "")
               + (f", resuming at step {start_step}" if start_step else ""), flush=True)
 
     bar = None

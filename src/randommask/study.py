@@ -74,6 +74,21 @@ PRESETS: dict[str, dict[str, Any]] = {
             "warmup_steps": 100, "dropout": 0.0, "tasks": ["prom/prom_core_all", "prom/prom_core_notata"],
             "seeds": 3, "ft_max_steps": 2000, "ft_max_train": 0, "ft_max_eval": 0, "ft_lr": 5e-4, "ft_warmup": 50,
             "ft_dropout": 0.1},
+    # The replication (randommask.replication): two CPU cores over several sessions. 128-token windows so that
+    # the 100-bp tasks' ~98 positions are trained, the last 10% of steps at 512 tokens (BERT's recipe) for the
+    # 500-bp EMP tasks; 21,000 steps so that ov-dnabert's loss can fall below 2 before half of them (the
+    # 64-token run of docs/regime.md crossed at step 8,100).
+    "cpu-replication": {
+        "design": "replication", "model_preset": "tiny", "steps": 21000, "batch_size": 32, "max_tokens": 128,
+        "long_max_tokens": 512, "long_fraction": 0.1, "lr": 1.5e-3, "warmup_steps": 100, "dropout": 0.0,
+        "log_interval": 100, "eval_interval": 1050, "main_seeds": [0, 1],
+        "arms": ["ov-dnabert", "ov-randommask", "ov-bert", "rm-no-curriculum", "rm-phases-2", "rm-phases-10",
+                 "rm-widest-only"],
+        "tasks": ["prom/prom_core_all", "prom/prom_core_notata", "tf/0", "tf/1", "tf/2", "tf/4", "mouse/0",
+                  "mouse/3", "mouse/4"],
+        "emp_tasks": ["EMP/H3", "EMP/H3K14ac", "EMP/H4"],
+        "seeds": 3, "end_seeds": 5, "ft_max_steps": 0, "ft_max_train": 0, "ft_max_eval": 0, "ft_lr": 5e-4,
+        "ft_warmup": 50, "ft_dropout": 0.1},
 }
 
 
@@ -99,6 +114,8 @@ class StudyConfig:
     dropout: float = -1.0  # pre-training dropout, hidden and attention (-1: the preset's)
     ft_max_steps: int = -1  # cap on fine-tuning steps (-1: the preset's, 0: no cap)
     seed: int = 0  # pre-training seed of every arm
+    pretrain_seed: int = -1  # replication: run only this pre-training seed of --arm (-1: all of its seeds)
+    stage: str = "all"  # replication: pretrain, finetune or all (a unit's fine-tunes need its pre-training)
     device: str = "auto"  # auto, cpu or cuda
     progress: bool = False  # show progress bars
 
@@ -115,9 +132,12 @@ class StudyConfig:
             p["dropout"] = self.dropout
         if p["seeds"] < 3:
             raise RandomMaskError(f"study: seeds must be at least 3 (a mean and a spread), got {p['seeds']}")
-        unknown = [a for a in self.arms if a not in ARMS]
-        if unknown or (self.arm and self.arm not in ARMS):
-            raise RandomMaskError(f"study: unknown arm {(unknown or [self.arm])[0]!r}; arms are {', '.join(ARMS)}")
+        known = p.get("arms") or list(ARMS)
+        unknown = [a for a in self.arms if a not in ARMS] if "arms" not in p else []
+        if unknown or (self.arm and self.arm not in known):
+            raise RandomMaskError(f"study: unknown arm {(unknown or [self.arm])[0]!r}; arms are {', '.join(known)}")
+        if self.stage not in ("pretrain", "finetune", "all"):
+            raise RandomMaskError(f"study: stage must be pretrain, finetune or all, got {self.stage!r}")
         if not self.report_only and not (self.fasta or self.store):
             raise RandomMaskError("study: give the genome (FASTA files or --store)")
         if not self.gue:
@@ -172,6 +192,12 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     root = Path(cfg.out_dir)
     root.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, root / "study.yaml")
+    if p.get("design") == "replication":
+        from randommask import replication
+
+        return replication.run(p, root, arm=cfg.arm, pretrain_seed=cfg.pretrain_seed, stage=cfg.stage,
+                               report_only=cfg.report_only, data={"fasta": list(cfg.fasta), "store": cfg.store},
+                               gue=cfg.gue, device=cfg.device, progress=cfg.progress)
     arms = [cfg.arm] if cfg.arm else list(cfg.arms)
     if not cfg.report_only:
         for arm in arms:
