@@ -43,6 +43,7 @@ from randommask.finetune import (
     RESULTS,
     FinetuneConfig,
     FinetuneSettings,
+    SplitCache,
     finetune,
     resolve_model,
     shift_positionals,
@@ -59,7 +60,7 @@ SMOKE_MARK = "\u2021"  # double dagger
 METRICS = ("mcc", "f1", "accuracy")
 
 # Config keys that may differ between a finished run and a resumed benchmark: they change no result.
-_RESUMABLE = {"out_dir", "progress", "device", "save_model", "task"}
+_RESUMABLE = {"out_dir", "progress", "device", "save_model", "task", "eval_batch_size"}
 
 
 @dataclass
@@ -154,9 +155,10 @@ def benchmark(cfg: BenchmarkConfig) -> dict[str, Any]:
             records.append(done)
     print(f"randommask benchmark: {len(folders)} tasks x {len(seeds)} seeds = {len(plan)} runs; {len(records)} "
           f"already finished, {len(todo)} to run; output {out}", flush=True)
+    cache = SplitCache()  # each task parsed and tokenized once for all its seeds
     for i, (rel, fcfg) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {rel}, seed {fcfg.seed}", flush=True)
-        records.append(finetune(fcfg, spec))
+        records.append(finetune(fcfg, spec, cache))
         write_tables(out, aggregate(records), cfg, spec.source)  # partial tables survive an interruption
     summary = aggregate(records)
     write_tables(out, summary, cfg, spec.source)

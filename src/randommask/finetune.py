@@ -105,7 +105,10 @@ class FinetuneSettings:
     max_steps: int | None = None  # cap on optimizer steps (replaces the task's own cap)
     eval_steps: int | None = None  # steps between dev evaluations (None: by task group)
     max_length: int | None = None  # tokens per sequence, [CLS] and [SEP] included (None: from the task)
-    eval_batch_size: int = 64  # sequences per evaluation batch
+    eval_batch_size: int = 256  # sequences per evaluation batch (changes no result, only speed)
+    patience: int | None = None  # stop after this many dev evaluations without a better dev MCC (None: never)
+    select_dev_examples: int | None = None  # dev rows scored during training to pick the best step (seeded
+    # subset; None: all); the best model is then scored on all of dev and on test
     weight_decay: float = 0.01  # AdamW weight decay
     grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
     dropout: float | None = None  # hidden and attention dropout while fine-tuning (None: the model's own)
@@ -124,7 +127,7 @@ class FinetuneSettings:
             raise RandomMaskError(f"{which} is only for --from-scratch without a model folder; {self.model} "
                                   "fixes both (use --tokenizer-stride to switch overlapping/non-overlapping)")
         for name in ("batch_size", "warmup_steps", "max_steps", "eval_steps", "max_length", "max_train_examples",
-                     "max_eval_examples"):
+                     "max_eval_examples", "patience", "select_dev_examples"):
             value = getattr(self, name)
             if value is not None and value < (0 if name == "warmup_steps" else 1):
                 raise RandomMaskError(f"config: {name} must be at least {0 if name == 'warmup_steps' else 1}, "
@@ -294,6 +297,56 @@ def count_truncated(tokenizer: KmerTokenizer, lengths: np.ndarray, max_length: i
     return int(np.sum(n_tok + 2 > max_length))
 
 
+@dataclass
+class Encoded:
+    """A split tokenized once: ids [N, T], attention mask (None when no row is padded) and labels [N]."""
+
+    ids: torch.Tensor
+    mask: torch.Tensor | None
+    labels: torch.Tensor
+
+    def rows(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Rows ``idx``; no mask when none of them is padded (SDPA's fastest path)."""
+        mask = None if self.mask is None else self.mask[idx]
+        if mask is not None and bool(mask.all()):
+            mask = None
+        return self.ids[idx], mask, self.labels[idx]
+
+
+def encode_split(tokenizer: KmerTokenizer, split: Split, max_length: int) -> Encoded:
+    enc = tokenizer.encode_batch(split.sequences, max_length=max_length, truncation=True)
+    mask = torch.from_numpy(enc.attention_mask)
+    return Encoded(torch.from_numpy(enc.ids).long(), None if bool(mask.all()) else mask,
+                   torch.from_numpy(np.asarray(split.labels)).long())
+
+
+class SplitCache:
+    """Tasks and tokenized splits kept across the runs of one process (a benchmark's seeds share them).
+
+    A task's CSVs are parsed once, and each split tokenized once per tokenizer and length; fallback tasks
+    depend on the seed (its held-out share of dev), so their key holds it.
+    """
+
+    def __init__(self) -> None:
+        self.tasks: dict[tuple, Task] = {}
+        self.encoded: dict[tuple, Encoded] = {}
+
+    def task(self, folder: str, seed: int, dev_holdout: float) -> Task:
+        key = (str(Path(folder).resolve()), dev_holdout)
+        task = self.tasks.get(key) or self.tasks.get((*key, seed))
+        if task is None:
+            task = load_task(folder, seed=seed, dev_holdout=dev_holdout)
+            self.tasks[(*key, seed) if task.fallback else key] = task
+        return task
+
+    def encode(self, tokenizer: KmerTokenizer, split: Split, max_length: int) -> Encoded:
+        key = (tokenizer.name, tuple(tokenizer.vocab[:8]), max_length, str(split.source), len(split),
+               hash(split.rows.tobytes()))
+        if key not in self.encoded:
+            self.encoded[key] = encode_split(tokenizer, split, max_length)
+        return self.encoded[key]
+
+
 def plan_training(s: FinetuneSettings, task: Task, tokenizer: KmerTokenizer, mconf: ModelConfig,
                   n_train: int) -> dict[str, Any]:
     """The effective hyper-parameters: the options given, else the task's DNABERT-2 defaults."""
@@ -359,9 +412,22 @@ def predict_logits(model: torch.nn.Module, tokenizer: KmerTokenizer, seqs: list[
 def score_split(model: torch.nn.Module, tokenizer: KmerTokenizer, split: Split, max_length: int, batch_size: int,
                 device: torch.device, autocast: Callable[[], Any]) -> dict[str, float]:
     """MCC, macro F1, accuracy and mean cross-entropy loss of the model on a split."""
-    logits = predict_logits(model, tokenizer, split.sequences, max_length, batch_size, device, autocast)
-    loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(split.labels)))
-    return {**classification_metrics(split.labels, logits.argmax(-1)), "loss": loss}
+    return score_encoded(model, encode_split(tokenizer, split, max_length), batch_size, device, autocast)
+
+
+@torch.inference_mode()
+def score_encoded(model: torch.nn.Module, data: Encoded, batch_size: int, device: torch.device,
+                  autocast: Callable[[], Any]) -> dict[str, float]:
+    """`score_split` on a split tokenized once (the training loop scores dev many times)."""
+    model.eval()
+    out = []
+    for i in range(0, len(data.labels), batch_size):
+        ids, mask, _ = data.rows(slice(i, i + batch_size))
+        with autocast():
+            out.append(model(ids.to(device), None if mask is None else mask.to(device)).logits.float().cpu())
+    logits = torch.cat(out) if out else torch.zeros((0, model.num_labels))
+    loss = float(F.cross_entropy(logits, data.labels)) if len(data.labels) else float("nan")
+    return {**classification_metrics(data.labels.numpy(), logits.argmax(-1).numpy()), "loss": loss}
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
@@ -407,13 +473,16 @@ def _log(path: Path, record: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the loop
-def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, Any]:
-    """Fine-tune on one task, score the best-dev model on test once, write the run folder; returns results."""
+def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCache | None = None) -> dict[str, Any]:
+    """Fine-tune on one task, score the best-dev model on test once, write the run folder; returns results.
+
+    ``spec`` and ``cache`` let a benchmark open the model once and parse and tokenize each task once."""
     cfg.validate()
     t0 = time.perf_counter()
     spec = spec or resolve_model(cfg)
+    cache = cache or SplitCache()
     tok = spec.tokenizer
-    task = load_task(cfg.task, seed=cfg.seed, dev_holdout=cfg.dev_holdout)
+    task = cache.task(cfg.task, cfg.seed, cfg.dev_holdout)
     full_sizes = {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}
     train = subsample(task.train, cfg.max_train_examples, cfg.seed, 1)
     dev = subsample(task.dev, cfg.max_eval_examples, cfg.seed, 2)
@@ -424,6 +493,11 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
     max_len, bs, total = plan["max_length"], plan["batch_size"], plan["total_steps"]
     truncated = {name: count_truncated(tok, np.fromiter((len(x) for x in split.sequences), np.int64), max_len)
                  for name, split in (("train", train), ("dev", dev), ("test", test))}
+    # Tokenized once; model selection may score a seeded subset of dev, the final scores use every row.
+    train_enc = cache.encode(tok, train, max_len)
+    dev_enc = cache.encode(tok, dev, max_len)
+    select = subsample(dev, cfg.select_dev_examples, cfg.seed, 4)
+    select_enc = cache.encode(tok, select, max_len)
 
     out = Path(cfg.out_dir or f"runs/finetune/{_task_slug(task.name)}-seed{cfg.seed}")
     prepare_run_dir(out, cfg.model)
@@ -460,16 +534,15 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
     best_mcc, best_step, best_dev, best_state = -math.inf, 0, {}, None
     window_loss, window_n = 0.0, 0
     order = np.arange(0)
-    step = 0
+    step = since_best = 0
+    stopped_at = None
     while step < total:
         epoch, pos = divmod(step, plan["steps_per_epoch"])
         if pos == 0:  # a fresh shuffle each epoch, a pure function of (seed, epoch)
             order = np.random.default_rng([cfg.seed, 7, epoch]).permutation(len(train))
-        idx = order[pos * bs : (pos + 1) * bs]
-        enc = tok.encode_batch([train.sequences[i] for i in idx], max_length=max_len, truncation=True)
-        ids = torch.from_numpy(enc.ids).to(device).long()
-        mask = torch.from_numpy(enc.attention_mask).to(device)
-        labels = torch.from_numpy(train.labels[idx]).to(device)
+        ids, mask, labels = train_enc.rows(torch.from_numpy(order[pos * bs : (pos + 1) * bs]))
+        ids, labels = ids.to(device), labels.to(device)
+        mask = None if mask is None else mask.to(device)
         model.train()
         with autocast():
             loss = model(ids, mask, labels=labels).loss
@@ -490,20 +563,28 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
                                 "lr": sched.get_last_lr()[0]})
             window_loss, window_n = 0.0, 0
         if step % plan["eval_steps"] == 0 or step == total:
-            dev_m = score_split(model, tok, dev, max_len, cfg.eval_batch_size, device, autocast)
+            dev_m = score_encoded(model, select_enc, cfg.eval_batch_size, device, autocast)
             _log(metrics_path, {"step": step, **{f"dev_{k}": v for k, v in dev_m.items()}})
             if dev_m["mcc"] > best_mcc:  # ties keep the earlier model
-                best_mcc, best_step, best_dev = dev_m["mcc"], step, dev_m
+                best_mcc, best_step, best_dev, since_best = dev_m["mcc"], step, dev_m, 0
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
             if bar:
                 bar.set_postfix_str(f"dev MCC {dev_m['mcc']:.3f} (best {best_mcc:.3f} @ {best_step})", refresh=False)
+            if cfg.patience is not None and since_best >= cfg.patience:
+                stopped_at = step  # dev MCC has plateaued: the rest of the schedule would not be selected
+                break
     if bar:
         bar.close()
 
-    # The test set, once, with the best-dev model.
+    # The test set, once, with the best-dev model; dev again in full when selection used a subset of it.
     assert best_state is not None  # the last step always evaluates
     model.load_state_dict(best_state)
-    test_m = score_split(model, tok, test, max_len, cfg.eval_batch_size, device, autocast)
+    best_selection = best_dev
+    if len(select) != len(dev):
+        best_dev = score_encoded(model, dev_enc, cfg.eval_batch_size, device, autocast)
+    test_m = score_encoded(model, cache.encode(tok, test, max_len), cfg.eval_batch_size, device, autocast)
     labels_list = list(range(task.num_classes))
     checkpoint_name = None
     if cfg.save_model:
@@ -519,7 +600,9 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
         "protocol": task.protocol, "seed": cfg.seed, "model": spec.source,
         "tokenizer": {"name": tok.name, "k": tok.k, "stride": tok.stride},
         "sizes": sizes, "full_sizes": full_sizes, "subsampled": subsampled, "truncated": truncated,
-        "hparams": plan, "best": {"step": best_step, "dev": best_dev}, "test": test_m,
+        "hparams": plan, "best": {"step": best_step, "dev": best_dev, "dev_selection": best_selection,
+                                  "selection_rows": len(select)},
+        "stopped_at": stopped_at, "steps_run": step, "test": test_m,
         "checkpoint": checkpoint_name, "device": device.type, "wall_time_s": wall, "config": to_dict(cfg),
     }
     atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")

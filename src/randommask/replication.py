@@ -111,6 +111,58 @@ def points(p: dict[str, Any], arm: str) -> list[int]:
     return [steps // 3, 2 * steps // 3, steps] if arm in MAIN_ARMS else [steps]
 
 
+def finetune_settings(p: dict[str, Any], gue: str, device: str, progress: bool) -> dict[str, Any]:
+    """Fine-tuning settings shared by every fine-tune of the study: dev MCC scored every ``ft_eval_steps``
+    on a seeded subset of dev, stopped when it has not improved for ``ft_patience`` evaluations (a plateau),
+    capped at ``ft_max_steps``; the best-dev model is scored once on all of dev and test."""
+    return {"gue": gue, "device": device, "progress": progress, "learning_rate": p["ft_lr"],
+            "warmup_steps": p["ft_warmup"], "dropout": p["ft_dropout"], "max_steps": p["ft_max_steps"],
+            "eval_steps": p["ft_eval_steps"], "patience": p["ft_patience"], "select_dev_examples": p["ft_select_dev"],
+            **({"max_train_examples": p["ft_max_train"]} if p.get("ft_max_train") else {}),
+            **({"max_eval_examples": p["ft_max_eval"]} if p.get("ft_max_eval") else {})}
+
+
+def finetune_plan(p: dict[str, Any], root: Path) -> list[dict[str, Any]]:
+    """Every fine-tuning unit of the study, in the order they are run: (folder, model, tasks, seeds).
+
+    A unit is one model x task list x seed count, run by `randommask.evaluate.benchmark` into its folder, whose
+    (task, seed) runs each finish on their own (results.json) and are skipped when done."""
+    plan = []
+    for arm in arms_of(p).values():
+        for seed in arm.seeds:
+            unit = unit_name(arm.name, seed)
+            for step in points(p, arm.name):
+                seeds = p["end_seeds"] if step == p["steps"] and arm.name in MAIN_ARMS else p["seeds"]
+                plan.append({"folder": root / "finetune" / unit / f"step-{step}", "arm": arm.name,
+                             "pretrain_seed": seed, "step": step, "tasks": list(p["tasks"]), "seeds": seeds,
+                             "model": root / "pretrain" / unit / "checkpoints" / f"step-{step}.pt"})
+            if arm.name in MAIN_ARMS and p.get("emp_tasks"):
+                plan.append({"folder": root / "finetune" / unit / "emp", "arm": arm.name, "pretrain_seed": seed,
+                             "step": p["steps"], "tasks": list(p["emp_tasks"]), "seeds": p["seeds"], "emp": True,
+                             "model": root / "pretrain" / unit / "checkpoints" / f"step-{p['steps']}.pt"})
+    plan.append({"folder": root / "finetune" / "scratch" / "short", "arm": "scratch", "pretrain_seed": None, "step": 0,
+                 "tasks": list(p["tasks"]), "seeds": p["end_seeds"], "model": None})
+    if p.get("emp_tasks"):
+        plan.append({"folder": root / "finetune" / "scratch" / "emp", "arm": "scratch", "pretrain_seed": None,
+                     "step": 0, "tasks": list(p["emp_tasks"]), "seeds": p["seeds"], "model": None, "emp": True})
+    return plan
+
+
+def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str, progress: bool) -> None:
+    """Run (or resume) one fine-tuning unit; its pre-training checkpoint must exist."""
+    from randommask.evaluate import benchmark, load_benchmark_config
+
+    data = {**finetune_settings(p, gue, device, progress), "tasks": unit["tasks"], "seeds": unit["seeds"],
+            "out_dir": str(unit["folder"])}
+    if unit.get("emp"):
+        data["max_steps"] = p["emp_max_steps"]
+    if unit["model"] is None:
+        data.update(from_scratch=True, tokenizer="kmer6", preset=p["model_preset"])
+    else:
+        data["model"] = str(unit["model"])
+    benchmark(load_benchmark_config(data))
+
+
 def code_commit() -> str:
     """The commit of the code running the study (the report names it), or 'unknown'."""
     try:
@@ -126,7 +178,7 @@ def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stag
     """Run the asked units (one arm, one of its seeds, or everything; pre-training, fine-tuning or both),
     then write the report from whatever has finished."""
     arms = arms_of(p)
-    chosen = [arms[arm]] if arm else list(arms.values())
+    chosen = [] if arm == "scratch" else [arms[arm]] if arm else list(arms.values())
     if not report_only:
         for a in chosen:
             seeds = [pretrain_seed] if pretrain_seed >= 0 else list(a.seeds)
@@ -134,4 +186,21 @@ def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stag
                 if stage in ("pretrain", "all"):
                     print(f"== replication: pre-training {unit_name(a.name, seed)}", flush=True)
                     pretrain_unit(p, a, seed, root, data, device, progress)
-    return {}
+                if stage in ("finetune", "all"):
+                    for unit in finetune_plan(p, root):
+                        if unit["arm"] != a.name or unit["pretrain_seed"] != seed:
+                            continue
+                        if not unit["model"].exists():
+                            print(f"== replication: {unit['model']} not there yet (pre-train first); skipped",
+                                  flush=True)
+                            continue
+                        print(f"== replication: fine-tuning {unit['folder'].relative_to(root)}", flush=True)
+                        finetune_unit(p, unit, gue, device, progress)
+        if (not arm or arm == "scratch") and stage in ("finetune", "all"):  # the floor: no pre-training
+            for unit in finetune_plan(p, root):
+                if unit["arm"] == "scratch":
+                    print(f"== replication: fine-tuning {unit['folder'].relative_to(root)}", flush=True)
+                    finetune_unit(p, unit, gue, device, progress)
+    from randommask.replication_report import write_report
+
+    return write_report(p, root, code_commit())

@@ -78,6 +78,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the 100-bp tasks' ~98 positions are trained, the last 10% of steps at 512 tokens (BERT's recipe) for the
     # 500-bp EMP tasks; 21,000 steps so that ov-dnabert's loss can fall below 2 before half of them (the
     # 64-token run of docs/regime.md crossed at step 8,100).
+    # The replication's machinery in minutes (CI): every kind of unit, nothing measured.
+    "replication-smoke": {
+        "design": "replication", "model_preset": "tiny", "steps": 24, "batch_size": 8, "max_tokens": 64,
+        "long_max_tokens": 128, "long_fraction": 0.25, "lr": 2e-3, "warmup_steps": 4, "dropout": 0.0,
+        "log_interval": 4, "eval_interval": 12, "main_seeds": [0, 1], "arms": ["ov-dnabert", "ov-randommask",
+                                                                              "rm-no-curriculum"],
+        "tasks": ["prom/prom_core_all", "tf/0"], "emp_tasks": ["EMP/H3"], "seeds": 3, "end_seeds": 3,
+        "ft_max_steps": 12, "ft_max_train": 128, "ft_max_eval": 64, "ft_lr": 1e-3, "ft_warmup": 2, "ft_dropout": 0.1,
+        "ft_eval_steps": 4, "ft_patience": 2, "ft_select_dev": 32, "emp_max_steps": 6},
     "cpu-replication": {
         "design": "replication", "model_preset": "tiny", "steps": 21000, "batch_size": 32, "max_tokens": 128,
         "long_max_tokens": 512, "long_fraction": 0.1, "lr": 1.5e-3, "warmup_steps": 100, "dropout": 0.0,
@@ -87,8 +96,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tasks": ["prom/prom_core_all", "prom/prom_core_notata", "tf/0", "tf/1", "tf/2", "tf/4", "mouse/0",
                   "mouse/3", "mouse/4"],
         "emp_tasks": ["EMP/H3", "EMP/H3K14ac", "EMP/H4"],
-        "seeds": 3, "end_seeds": 5, "ft_max_steps": 0, "ft_max_train": 0, "ft_max_eval": 0, "ft_lr": 5e-4,
-        "ft_warmup": 50, "ft_dropout": 0.1},
+        "seeds": 3, "end_seeds": 5, "ft_max_steps": 1500, "ft_max_train": 0, "ft_max_eval": 0, "ft_lr": 5e-4,
+        "ft_warmup": 50, "ft_dropout": 0.1, "ft_eval_steps": 100, "ft_patience": 4, "ft_select_dev": 1000,
+        "emp_max_steps": 600},
 }
 
 
@@ -132,7 +142,7 @@ class StudyConfig:
             p["dropout"] = self.dropout
         if p["seeds"] < 3:
             raise RandomMaskError(f"study: seeds must be at least 3 (a mean and a spread), got {p['seeds']}")
-        known = p.get("arms") or list(ARMS)
+        known = [*p["arms"], "scratch"] if "arms" in p else list(ARMS)
         unknown = [a for a in self.arms if a not in ARMS] if "arms" not in p else []
         if unknown or (self.arm and self.arm not in known):
             raise RandomMaskError(f"study: unknown arm {(unknown or [self.arm])[0]!r}; arms are {', '.join(known)}")
@@ -195,6 +205,7 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     if p.get("design") == "replication":
         from randommask import replication
 
+        p["name"] = cfg.preset
         return replication.run(p, root, arm=cfg.arm, pretrain_seed=cfg.pretrain_seed, stage=cfg.stage,
                                report_only=cfg.report_only, data={"fasta": list(cfg.fasta), "store": cfg.store},
                                gue=cfg.gue, device=cfg.device, progress=cfg.progress)

@@ -1,0 +1,412 @@
+"""The replication study's report: whatever has finished, merged; unfinished units marked, never a failure.
+
+Reads only files (the units' ``metrics.jsonl`` and ``results.json``), so it can run beside the units,
+from any commit. Statistics:
+
+* per task, RandomMask against DNABERT's masking: Welch's t-test over the fine-tuning runs (every
+  fine-tuning seed of every pre-training seed);
+* across tasks: the per-task mean differences, paired by task: Wilcoxon's signed-rank test, and their
+  mean with a 95% t-interval (the effect size in MCC points);
+* the 95% interval of a mean over seeds is Student's t interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from randommask.files import atomic_write_text
+
+ALPHA = 0.05
+REGIME = 2.0
+DEV_CURVE_TASKS = ("prom/prom_core_all", "tf/0", "mouse/0")  # one task per group
+
+
+# ------------------------------------------------------------------------------------------ reading
+def _rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut by a crash ends the readable part
+    return out
+
+
+def pretrain_summary(run: Path) -> dict[str, Any] | None:
+    """Loss curve (tokens, loss), first step below 2, last step, for one pre-training unit."""
+    rows = [r for r in _rows(run / "metrics.jsonl") if "loss" in r and "skipped" not in r]
+    if not rows:
+        return None
+    from randommask.config import load_yaml
+
+    cfg = load_yaml(run / "config.yaml") if (run / "config.yaml").exists() else {}
+    per_step = cfg.get("batch_size", 0) * cfg.get("grad_accum", 1) * cfg.get("data", {}).get("max_tokens", 0)
+    below = next((r["step"] for r in rows if r["loss"] < REGIME), None)
+    return {"steps_done": rows[-1]["step"], "planned": cfg.get("steps"), "loss": rows[-1]["loss"],
+            "step_below_2": below, "tokens_per_step": per_step,
+            "curve": [(r["step"] * per_step, r["loss"]) for r in rows],
+            "eval": [(r["step"] * per_step, r["eval_loss"]) for r in rows if "eval_loss" in r]}
+
+
+def finetune_records(unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every finished (task, seed) run of one fine-tuning unit."""
+    out = []
+    for path in sorted(Path(unit["folder"]).glob("runs/**/seed-*/results.json")):
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # being written: counted as unfinished
+        out.append({"arm": unit["arm"], "pretrain_seed": unit["pretrain_seed"], "step": unit["step"],
+                    "emp": bool(unit.get("emp")), "task": r["task"], "seed": r["seed"], "mcc": r["test"]["mcc"],
+                    "best_step": r["best"]["step"], "steps_run": r.get("steps_run"),
+                    "wall_s": r.get("wall_time_s", 0.0), "metrics": path.parent / "metrics.jsonl"})
+    return out
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student t interval (nan with fewer than 2 values)."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if x.size < 2:
+        return (float(x.mean()) if x.size else math.nan), math.nan
+    return float(x.mean()), float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+
+
+def welch(a: list[float], b: list[float]) -> float:
+    from scipy import stats
+
+    if min(len(a), len(b)) < 2:
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def paired_tasks(by_task_a: dict[str, list[float]], by_task_b: dict[str, list[float]]) -> dict[str, Any] | None:
+    """Across tasks, paired by task: Wilcoxon signed-rank p and the mean difference with its 95% interval."""
+    from scipy import stats
+
+    tasks = sorted(t for t in by_task_a if t in by_task_b and by_task_a[t] and by_task_b[t])
+    if len(tasks) < 2:
+        return None
+    diffs = [float(np.mean(by_task_a[t]) - np.mean(by_task_b[t])) for t in tasks]
+    mean, half = t_interval(diffs)
+    p = float(stats.wilcoxon(diffs).pvalue) if any(d != 0 for d in diffs) else 1.0
+    return {"tasks": len(tasks), "mean_diff": mean, "ci": half, "wilcoxon_p": p,
+            "wins": sum(d > 0 for d in diffs), "diffs": dict(zip(tasks, diffs, strict=True))}
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (nan stays nan)."""
+    idx = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    out = list(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the report
+def collect(p: dict[str, Any], root: Path) -> dict[str, Any]:
+    from randommask.replication import arms_of, finetune_plan, unit_name
+
+    pre = {}
+    for arm in arms_of(p).values():
+        for seed in arm.seeds:
+            pre[unit_name(arm.name, seed)] = pretrain_summary(root / "pretrain" / unit_name(arm.name, seed))
+    units = finetune_plan(p, root)
+    records, status = [], []
+    for u in units:
+        recs = finetune_records(u)
+        records += recs
+        expected = len(u["tasks"]) * u["seeds"]
+        status.append({"unit": str(Path(u["folder"]).relative_to(root)), "done": len(recs), "expected": expected})
+    return {"pretrain": pre, "records": records, "status": status}
+
+
+def _by(records: list[dict], **match: Any) -> dict[str, list[float]]:
+    """MCCs by task for the records matching every given field."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for r in records:
+        if all(r[k] == v for k, v in match.items()):
+            out[r["task"]].append(r["mcc"])
+    return dict(out)
+
+
+def task_average_samples(records: list[dict], tasks: list[str], **match: Any) -> list[float]:
+    """Per (pre-training seed, fine-tuning seed) the mean MCC over tasks, where every task has that run."""
+    cells: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for r in records:
+        if all(r[k] == v for k, v in match.items()):
+            cells[(r["pretrain_seed"], r["seed"])][r["task"]] = r["mcc"]
+    return [float(np.mean([c[t] for t in tasks])) for c in cells.values() if all(t in c for t in tasks)]
+
+
+def _fmt(mean: float, half: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{100 * mean:.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}")
+
+
+def write_report(p: dict[str, Any], root: Path, commit: str) -> dict[str, Any]:
+    """Write ``report.md`` (+ figures, ``summary.json``) into the study folder; return the summary."""
+    from randommask.replication import MAIN_ARMS, arms_of, points
+
+    s = collect(p, root)
+    recs = [r for r in s["records"] if not r["emp"]]
+    emp = [r for r in s["records"] if r["emp"]]
+    tasks = list(p["tasks"])
+    arms = arms_of(p)
+    tokens_per_step = p["batch_size"] * p["max_tokens"]
+    L: list[str] = [
+        f"# The replication study (`{p.get('name', 'cpu-replication')}`)", "",
+        f"Code: commit `{commit}`. Pre-training per unit: `{p['model_preset']}` model, {p['steps']} steps x "
+        f"{p['batch_size']} windows of {p['max_tokens']} tokens (the last {p['long_fraction']:.0%} of steps at "
+        f"{p['long_max_tokens']}-token windows, same tokens per step), "
+        f"{p['steps'] * tokens_per_step / 1e6:.1f} M tokens, peak learning rate {p['lr']:g}, dropout "
+        f"{p['dropout']:g}. Fine-tuning: learning rate {p['ft_lr']:g}, dropout {p['ft_dropout']:g}, dev MCC every "
+        f"{p['ft_eval_steps']} steps on {p['ft_select_dev']} seeded dev rows, stopped after {p['ft_patience']} "
+        f"evaluations without a better one or at {p['ft_max_steps']} steps; the best-dev model scored once on all "
+        "of test.", ""]
+    # --- regime
+    L += ["## Regime: did DNABERT's masking learn the shortcut before half of pre-training?", ""]
+    for name, m in s["pretrain"].items():
+        if not name.startswith("ov-dnabert"):
+            continue
+        if m is None:
+            L.append(f"- {name}: not started.")
+            continue
+        half = p["steps"] // 2
+        below = m["step_below_2"]
+        verdict = ("yes" if below is not None and below <= half
+                   else "no" if m["steps_done"] >= half else "not yet known")
+        L.append(f"- {name}: training loss below 2 at step {below if below is not None else 'never (so far)'} "
+                 f"(half: {half}); {m['steps_done']} of {m['planned']} steps done, loss {m['loss']:.3f} -> "
+                 f"**{verdict}**.")
+    # --- central figure
+    fig = draw_central(p, s, recs, tasks, arms, root)
+    if fig:
+        L += ["", f"![mean test MCC over tasks against pre-training tokens]({fig.name})", ""]
+    L += ["## Mean test MCC over the tasks against pre-training compute", "",
+          "Mean over the (pre-training seed, fine-tuning seed) pairs of the task-average MCC x 100, ± the 95% t "
+          "interval; only pairs with every task finished count.", "",
+          "| arm | step | tokens | pairs | mean MCC over tasks |", "| --- | ---: | ---: | ---: | ---: |"]
+    curve: dict[str, list[tuple[int, float, float, int]]] = {}
+    for arm in arms.values():
+        for step in points(p, arm.name):
+            samples = task_average_samples(recs, tasks, arm=arm.name, step=step)
+            mean, half = t_interval(samples)
+            curve.setdefault(arm.name, []).append((step, mean, half, len(samples)))
+            L.append(f"| {arm.name} | {step} | {step * tokens_per_step / 1e6:.1f} M | {len(samples)} | "
+                     f"{_fmt(mean, half)} |")
+    sc = task_average_samples(recs, tasks, arm="scratch")
+    L.append(f"| from scratch | 0 | 0 | {len(sc)} | {_fmt(*t_interval(sc))} |")
+    # --- table task x arm at the end
+    L += ["", "## Test MCC per task at the end of pre-training (mean ± sd over all seeds, n runs)", ""]
+    cols = [(a.name, p["steps"]) for a in arms.values()] + [("scratch", 0)]
+    L.append("| task | " + " | ".join(a for a, _ in cols) + " |")
+    L.append("| --- |" + " ---: |" * len(cols))
+    for t in tasks:
+        cells = []
+        for a, step in cols:
+            v = _by(recs, arm=a, step=step).get(t, [])
+            sd = np.std(v, ddof=1) if len(v) > 1 else 0.0
+            cells.append("-" if not v else f"{100 * np.mean(v):.1f} ± {100 * sd:.1f} ({len(v)})")
+        L.append(f"| {t} | " + " | ".join(cells) + " |")
+    # --- the comparison
+    L += ["", "## RandomMask against DNABERT's masking", ""]
+    comparisons = 0
+    for step in points(p, "ov-dnabert"):
+        a, b = _by(recs, arm="ov-randommask", step=step), _by(recs, arm="ov-dnabert", step=step)
+        pair = paired_tasks(a, b)
+        L.append(f"### Step {step} ({step * tokens_per_step / 1e6:.1f} M tokens)")
+        L.append("")
+        if pair is None:
+            L += ["Not enough finished tasks on both sides yet.", ""]
+            continue
+        per_task = sorted(pair["diffs"])
+        ps = [welch(a[t], b[t]) for t in per_task]
+        adj = holm(ps)
+        comparisons += len(ps) + 1
+        L += ["| task | RandomMask | DNABERT masking | difference | Welch p | Holm-adjusted |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for t, pv, pa in zip(per_task, ps, adj, strict=True):
+            L.append(f"| {t} | {100 * np.mean(a[t]):.1f} ({len(a[t])}) | {100 * np.mean(b[t]):.1f} ({len(b[t])}) | "
+                     f"{100 * pair['diffs'][t]:+.1f} | {pv:.2g} | {pa:.2g} |")
+        L += ["", f"Across {pair['tasks']} tasks, paired by task: RandomMask higher on {pair['wins']}; mean difference "
+              f"**{100 * pair['mean_diff']:+.2f} MCC** (95% interval {100 * (pair['mean_diff'] - pair['ci']):+.2f} to "
+              f"{100 * (pair['mean_diff'] + pair['ci']):+.2f}); Wilcoxon signed-rank p = {pair['wilcoxon_p']:.3g}.", ""]
+    seeds_note = _pretrain_seed_check(recs, tasks, p)
+    if seeds_note:
+        L += ["### Pre-training seeds", "", *seeds_note, ""]
+    L += [f"Comparisons made in this section: {comparisons} (a Welch test per task and one signed-rank test per "
+          "step); per-task p-values are Holm-adjusted within a step, the across-task tests are not adjusted.", ""]
+    # --- ablations
+    L += ["## Which part of RandomMask carries the effect (end of pre-training)", "",
+          "| arm | what | mean MCC over tasks | against ov-randommask, paired by task |", "| --- | --- | ---: | --- |"]
+    rm = _by(recs, arm="ov-randommask", step=p["steps"])
+    for arm in arms.values():
+        if arm.name in MAIN_ARMS:
+            continue
+        samples = task_average_samples(recs, tasks, arm=arm.name, step=p["steps"])
+        pair = paired_tasks(_by(recs, arm=arm.name, step=p["steps"]), rm)
+        vs = "-" if pair is None else (
+            f"{100 * pair['mean_diff']:+.2f} (95% {100 * (pair['mean_diff'] - pair['ci']):+.2f} to "
+            f"{100 * (pair['mean_diff'] + pair['ci']):+.2f}), Wilcoxon p = {pair['wilcoxon_p']:.2g}")
+        L.append(f"| {arm.name} | {arm.what} | {_fmt(*t_interval(samples))} | {vs} |")
+    # --- EMP
+    if p.get("emp_tasks"):
+        L += ["", "## The paper's headline group: epigenetic marks (EMP), fallback protocol", "",
+              "**Not comparable with published numbers** (the paper's 68.16, DNABERT's 49.10): this GUE copy has no "
+              "EMP train split, so these models train on dev minus a seeded 10% held out for selection, and the "
+              "model is 1M parameters pre-trained on one human chromosome. Compare them only with each other.", "",
+              "| task | " + " | ".join(f"{a}.s{s}" for a in MAIN_ARMS for s in p["main_seeds"]) + " | scratch |",
+              "| --- |" + " ---: |" * (len(MAIN_ARMS) * len(p["main_seeds"]) + 1)]
+        for t in p["emp_tasks"]:
+            cells = []
+            for a in MAIN_ARMS:
+                for sd in p["main_seeds"]:
+                    v = _by(emp, arm=a, pretrain_seed=sd).get(t, [])
+                    cells.append(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "-")
+            v = _by(emp, arm="scratch").get(t, [])
+            cells.append(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "-")
+            L.append(f"| {t} | " + " | ".join(cells) + " |")
+    # --- dev curves
+    dev_fig = draw_dev_curves(recs, root)
+    if dev_fig:
+        L += ["", "## Fine-tuning until dev MCC plateaus", "",
+              f"![dev MCC during fine-tuning, one task per group]({dev_fig.name})"]
+    # --- status
+    L += ["", "## Units", "", "| unit | finished runs |", "| --- | ---: |"]
+    for name, m in s["pretrain"].items():
+        L.append(f"| pretrain/{name} | " + ("not started" if m is None else
+                 f"step {m['steps_done']} of {m['planned']}" + ("" if m["steps_done"] >= (m["planned"] or 0)
+                                                                else " (unfinished)")) + " |")
+    for st in s["status"]:
+        mark = "" if st["done"] == st["expected"] else " (unfinished)"
+        L.append(f"| {st['unit']} | {st['done']} of {st['expected']}{mark} |")
+    ft_wall = sum(r["wall_s"] for r in s["records"])
+    L += ["", f"Fine-tuning wall time so far: {ft_wall / 3600:.2f} core-hours over {len(s['records'])} runs.", ""]
+    report = "\n".join(L)
+    summary = {"commit": commit, "curve": curve, "status": s["status"],
+               "pretrain": {k: (None if v is None else {x: v[x] for x in ("steps_done", "planned", "loss",
+                                                                            "step_below_2")})
+                            for k, v in s["pretrain"].items()},
+               "records": [{k: v for k, v in r.items() if k != "metrics"} for r in s["records"]]}
+    atomic_write_text(root / "report.md", report)
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=1, default=str))
+    print(report, flush=True)
+    return summary
+
+
+def _pretrain_seed_check(recs: list[dict], tasks: list[str], p: dict[str, Any]) -> list[str]:
+    """Task-average MCC per pre-training seed of each main arm at the end: the run-to-run spread to weigh the
+    arm difference against."""
+    from randommask.replication import MAIN_ARMS
+
+    out = []
+    for arm in MAIN_ARMS:
+        parts = []
+        for sd in p["main_seeds"]:
+            samples = task_average_samples(recs, tasks, arm=arm, step=p["steps"], pretrain_seed=sd)
+            parts.append(f"seed {sd}: {_fmt(*t_interval(samples))} ({len(samples)} fine-tuning seeds)")
+        out.append(f"- {arm} at the end, mean MCC over tasks per pre-training seed: " + "; ".join(parts))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ figures
+def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str], arms: dict, root: Path) -> Path | None:
+    """Mean test MCC over tasks (95% interval) against pre-training tokens per arm; ov-dnabert's loss under it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from randommask.replication import points
+
+    tps = p["batch_size"] * p["max_tokens"]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    drawn = False
+    for arm in arms.values():
+        xs, ys, hs = [], [], []
+        for step in points(p, arm.name):
+            samples = task_average_samples(recs, tasks, arm=arm.name, step=step)
+            if samples:
+                mean, half = t_interval(samples)
+                xs.append(step * tps / 1e6)
+                ys.append(100 * mean)
+                hs.append(0 if math.isnan(half) else 100 * half)
+        if xs:
+            top.errorbar(xs, ys, yerr=hs, marker="o", capsize=3, label=arm.name)
+            drawn = True
+    sc = task_average_samples(recs, tasks, arm="scratch")
+    if sc:
+        top.axhline(100 * float(np.mean(sc)), color="grey", linestyle=":", label="from scratch")
+        drawn = True
+    top.set_ylabel("mean test MCC over tasks (x100)")
+    top.legend(fontsize=8)
+    top.set_title("Fine-tuning quality against pre-training compute")
+    for name, m in s["pretrain"].items():
+        if m and name.startswith("ov-dnabert"):
+            x, y = zip(*m["curve"], strict=True)
+            bottom.plot(np.array(x) / 1e6, y, label=f"{name} training loss")
+            drawn = True
+    bottom.axhline(REGIME, color="red", linestyle="--", linewidth=0.8, label="loss 2 (regime)")
+    bottom.axhline(math.log(4), color="black", linestyle=":", linewidth=0.8, label="ln 4 floor")
+    bottom.set_xlabel("pre-training tokens (M)")
+    bottom.set_ylabel("masked-token loss")
+    bottom.legend(fontsize=8)
+    if not drawn:
+        plt.close(fig)
+        return None
+    out = root / "replication.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def draw_dev_curves(recs: list[dict], root: Path) -> Path | None:
+    """Dev MCC against fine-tuning steps for one task per group (main arms at the end, fine-tuning seed 0)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    end = max((r["step"] for r in recs), default=0)
+    chosen = [r for r in recs if r["task"] in DEV_CURVE_TASKS and r["seed"] == 0 and r["step"] == end
+              and r["arm"] in ("ov-dnabert", "ov-randommask") and r["pretrain_seed"] == 0]
+    if not chosen:
+        return None
+    fig, axes = plt.subplots(1, len(DEV_CURVE_TASKS), figsize=(12, 3.5))
+    for ax, task in zip(axes, DEV_CURVE_TASKS, strict=True):
+        for r in chosen:
+            if r["task"] != task:
+                continue
+            pts = [(x["step"], x["dev_mcc"]) for x in _rows(r["metrics"]) if "dev_mcc" in x]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker=".", label=r["arm"])
+                ax.axvline(r["best_step"], linestyle=":", linewidth=0.7)
+        ax.set_title(task)
+        ax.set_xlabel("fine-tuning step")
+    axes[0].set_ylabel("dev MCC (selection rows)")
+    axes[0].legend(fontsize=8)
+    out = root / "dev-curves.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
