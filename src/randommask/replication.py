@@ -81,7 +81,7 @@ def pretrain_config(p: dict[str, Any], arm: Arm, seed: int, run: Path, data: dic
         "log_interval": p["log_interval"], "eval_interval": p["eval_interval"], "eval_windows": 64,
         # Checkpoints at every twelfth of the run, all kept: the fine-tuning points (thirds) are among them, and
         # a stopped unit loses at most a twelfth of its work.
-        "save_interval": steps // 12, "keep_checkpoints": 0,
+        "save_interval": max(1, steps // 12), "keep_checkpoints": 0,
         "data": {**data, "max_tokens": p["max_tokens"], "long_max_tokens": p["long_max_tokens"],
                  "long_fraction": p["long_fraction"]},
         "optim": {"lr": p["lr"], "warmup_steps": p["warmup_steps"]},

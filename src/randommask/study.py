@@ -306,10 +306,16 @@ def finetune_measures(folder: Path) -> dict[str, Any] | None:
                          "n": t["n"], "fallback": t["fallback"]} for t in summary.get("tasks", [])}
     if not tasks:
         return None
-    per_seed = np.array([t["mcc_per_seed"] for t in tasks.values()], dtype=float)  # tasks x seeds
-    avg = per_seed.mean(axis=0)  # the task average, for each seed
+    # A unit still running (another arm's job, side by side) has finished more seeds on some tasks than on
+    # others: the task average is taken over the seeds every task has, and the unit is marked partial.
+    seeds_of = [dict(zip(t["seeds"], t["mcc_per_seed"], strict=True)) for t in summary["tasks"]]
+    common = sorted(set.intersection(*(set(s) for s in seeds_of)))
+    avg = np.array([np.mean([s[seed] for s in seeds_of]) for seed in common], dtype=float)
+    partial = any(len(s) != len(common) for s in seeds_of)
+    if avg.size == 0:
+        return None
     return {"tasks": tasks, "mcc_mean": float(avg.mean()), "mcc_std": float(avg.std(ddof=1)) if avg.size > 1 else 0.0,
-            "mcc_per_seed": avg.tolist()}
+            "mcc_per_seed": avg.tolist(), "partial": partial}
 
 
 def collect(root: Path, p: dict) -> dict[str, Any]:
@@ -469,7 +475,8 @@ def render_report(s: dict, p: dict, preset: str, figure: Path | None = None) -> 
             cells.append("-" if r is None else f"{100 * r['mcc_mean']:.1f} ± {100 * (r['mcc_std'] or 0):.1f}"
                          + (" †" if r["fallback"] else ""))
         lines.append(f"| {arm} | {tok} | " + " | ".join(cells) + f" | {100 * m['mcc_mean']:.1f} ± "
-                     f"{100 * m['mcc_std']:.1f} |")
+                     f"{100 * m['mcc_std']:.1f}" + (" (unfinished: seeds every task has)" if m.get("partial") else "")
+                     + " |")
     lines += ["", "† task without train.csv in this GUE copy: seeded fallback protocol, not comparable to published "
               "numbers.", "", "## The paper's observations, tested", "",
               "| claim | verdict | measured |", "| --- | --- | --- |"]

@@ -1,0 +1,221 @@
+"""The replication study: its units, the long-window tail, fine-tuning from a checkpoint until a plateau, and a
+report that merges whatever has finished."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from realdata import GENOME, GUE
+from scipy import stats
+
+from randommask import checkpoint as ckpt
+from randommask import replication
+from randommask.errors import RandomMaskError
+from randommask.masking import MaskingConfig, phase_starts, span_widths
+from randommask.replication_report import holm, paired_tasks, t_interval, write_report
+from randommask.study import PRESETS
+
+
+def tiny_preset(**over) -> dict:
+    p = dict(PRESETS["replication-smoke"])
+    p.update(steps=6, batch_size=4, max_tokens=32, long_max_tokens=64, long_fraction=1 / 3, log_interval=1,
+             eval_interval=3, tasks=["prom/prom_core_all", "tf/0"], emp_tasks=[])
+    p.update(over)
+    return p
+
+
+# ------------------------------------------------------------------------------------------ masking, batches
+def test_no_curriculum_uses_the_last_phase_from_step_0():
+    curriculum = MaskingConfig(strategy="randommask", total_steps=100)
+    flat = MaskingConfig(strategy="randommask", total_steps=100, curriculum=False)
+    assert span_widths(flat, 0) == span_widths(curriculum, 99) == [6, 8, 10, 12, 14]
+    assert span_widths(curriculum, 0) == [6]
+    assert phase_starts(flat) == [0]
+
+
+def test_long_tail_batches_hold_longer_windows_and_the_same_tokens_per_step(tmp_path):
+    from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
+    from randommask.pretrain import MaskedBatches, load_config, long_phase
+    from randommask.tokenizers import KmerTokenizer
+
+    prepare([GENOME], tmp_path / "store", progress=False)
+    store = GenomeStore.open(tmp_path / "store")
+    cfg = load_config({"out_dir": str(tmp_path / "run"), "steps": 8, "batch_size": 4, "data": {
+        "store": str(tmp_path / "store"), "max_tokens": 32, "long_max_tokens": 64, "long_fraction": 0.25,
+        "short_prob": 0.0}})
+    assert long_phase(cfg) == (6, 2, 64)  # the last quarter: 2 windows of 64 tokens = 4 windows of 32
+    tok = KmerTokenizer.from_name("kmer6")
+    short = WindowSampler(store, SamplerConfig(window_nt=tok.bases_for_tokens(30), seed=0), "train")
+    long = WindowSampler(store, SamplerConfig(window_nt=tok.bases_for_tokens(62), seed=0), "train")
+    batches = MaskedBatches(short, tok, cfg.masking, cfg, 0, 0, long)
+    assert tuple(batches.batch(5)["input_ids"].shape) == (4, 32)
+    tail = batches.batch(6)
+    assert tuple(tail["input_ids"].shape) == (2, 64) and int(tail["attention_mask"].sum()) == 128
+    assert torch.equal(batches.batch(7)["input_ids"], batches.batch(7)["input_ids"])  # a function of the step
+    # The tail continues the stream: its first window is not any of the short steps' windows.
+    short_ids = {tuple(batches.batch(s)["labels"].numpy().ravel()[:8]) for s in range(6)}
+    assert tuple(tail["labels"].numpy().ravel()[:8]) not in short_ids
+
+
+# ------------------------------------------------------------------------------------------ the plan
+def test_plan_fine_tunes_the_main_arms_at_thirds_with_more_seeds_at_the_end(tmp_path):
+    p = PRESETS["cpu-replication"]
+    plan = replication.finetune_plan(p, tmp_path)
+    main = [u for u in plan if u["arm"] == "ov-dnabert" and u["pretrain_seed"] == 1 and not u.get("emp")]
+    assert [u["step"] for u in main] == [7000, 14000, 21000]
+    assert [u["seeds"] for u in main] == [3, 3, 5]
+    assert main[0]["model"] == tmp_path / "pretrain" / "ov-dnabert.s1" / "checkpoints" / "step-7000.pt"
+    ablation = [u for u in plan if u["arm"] == "rm-phases-10"]
+    assert [(u["step"], u["seeds"], u["pretrain_seed"]) for u in ablation] == [(21000, 3, 0)]
+    assert len(main[0]["tasks"]) == 9
+    assert {u["arm"] for u in plan if u.get("emp")} == {"ov-dnabert", "ov-randommask", "scratch"}
+    # 7000 is a saved step: checkpoints every twelfth of the run.
+    assert 7000 % max(1, p["steps"] // 12) == 0 and 14000 % (p["steps"] // 12) == 0
+
+
+# ------------------------------------------------------------------------------------------ units
+@pytest.fixture(scope="module")
+def unit(tmp_path_factory) -> tuple[dict, Path, dict]:
+    root = tmp_path_factory.mktemp("rep")
+    p = tiny_preset()
+    arm = replication.arms_of(p)["ov-dnabert"]
+    data = {"fasta": [str(GENOME)]}
+    run = replication.pretrain_unit(p, arm, 0, root, data, "cpu", False)
+    return p, root, {"run": run, "arm": arm, "data": data}
+
+
+def test_pretrain_unit_keeps_the_thirds_and_is_skipped_when_done(unit):
+    p, root, u = unit
+    steps = sorted(int(x.stem.split("-")[1]) for x in ckpt.list_checkpoints(u["run"]))
+    assert {2, 4, 6} <= set(steps)
+    before = (u["run"] / "metrics.jsonl").read_text()
+    replication.pretrain_unit(p, u["arm"], 0, root, u["data"], "cpu", False)  # finished: nothing runs
+    assert (u["run"] / "metrics.jsonl").read_text() == before
+
+
+def test_pretrain_unit_refuses_other_settings_on_resume(unit, tmp_path):
+    p, root, u = unit
+    import shutil
+
+    copy = tmp_path / "pretrain" / "ov-dnabert.s0"
+    shutil.copytree(u["run"], copy)
+    for late in ("step-4.pt", "step-5.pt", "step-6.pt"):
+        (copy / "checkpoints" / late).unlink(missing_ok=True)
+    (copy / "checkpoints" / "latest").write_text("step-3.pt" if (copy / "checkpoints" / "step-3.pt").exists()
+                                                 else "step-2.pt")
+    with pytest.raises(RandomMaskError, match="optim.lr"):
+        replication.pretrain_unit({**p, "lr": p["lr"] * 2}, u["arm"], 0, tmp_path, u["data"], "cpu", False)
+
+
+def test_finetune_from_a_checkpoint_file_stops_at_a_plateau_and_scores_all_of_dev(unit, tmp_path):
+    from randommask.finetune import encode_split, finetune, load_finetune_config, score_encoded
+    from randommask.model import BertForSequenceClassification, ModelConfig
+    from randommask.tasks import load_task
+
+    p, root, u = unit
+    point = u["run"] / "checkpoints" / "step-2.pt"
+    out = tmp_path / "ft"
+    res = finetune(load_finetune_config({
+        "model": str(point), "task": str(GUE / "prom" / "prom_core_all"), "out_dir": str(out), "progress": False,
+        "learning_rate": 1e-12, "warmup_steps": 0, "max_steps": 40, "eval_steps": 2, "patience": 2,
+        "select_dev_examples": 50, "device": "cpu"}))
+    assert res["model"]["step"] == 2 and res["model"]["checkpoint"] == "step-2.pt"
+    # A learning rate of 1e-12 changes nothing: dev MCC never improves after the first evaluation, so two more
+    # evaluations end the run (steps 2, 4, 6) instead of the 40 planned.
+    assert res["stopped_at"] == 6 and res["steps_run"] == 6
+    assert res["best"]["selection_rows"] == 50
+    # The reported dev score is the best model on every dev row, not on the 50 used for selection.
+    state = ckpt.load_checkpoint(next((out / "checkpoints").glob("step-*.pt")))
+    model = BertForSequenceClassification(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["model"])
+    task = load_task(GUE / "prom" / "prom_core_all")
+    tok = ckpt.tokenizer_from_state(out, state)
+    full = score_encoded(model, encode_split(tok, task.dev, res["hparams"]["max_length"]), 64, torch.device("cpu"),
+                         lambda: torch.autocast("cpu", enabled=False))
+    assert res["sizes"]["dev"] == len(task.dev) > 50
+    assert full["mcc"] == pytest.approx(res["best"]["dev"]["mcc"], abs=1e-9)
+    assert full["loss"] == pytest.approx(res["best"]["dev"]["loss"], rel=1e-5)
+
+
+def test_fine_tuning_units_resume_and_skip(unit, capsys):
+    p, root, u = unit
+    p = {**p, "tasks": ["prom/prom_core_all"], "seeds": 3, "end_seeds": 3, "ft_max_steps": 4, "ft_eval_steps": 2}
+    plan = [x for x in replication.finetune_plan(p, root) if x["arm"] == "ov-dnabert" and x["step"] == 2]
+    assert len(plan) == 1
+    replication.finetune_unit(p, plan[0], str(GUE), "cpu", False)
+    results = sorted(Path(plan[0]["folder"]).glob("runs/**/results.json"))
+    assert len(results) == 3
+    stamp = [r.stat().st_mtime_ns for r in results]
+    capsys.readouterr()
+    replication.finetune_unit(p, plan[0], str(GUE), "cpu", False)
+    assert "3 already finished, 0 to run" in capsys.readouterr().out
+    assert [r.stat().st_mtime_ns for r in results] == stamp
+
+
+# ------------------------------------------------------------------------------------------ statistics, report
+def test_holm_adjustment_on_a_known_case():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert math.isnan(holm([0.02, math.nan])[1]) and holm([0.02, math.nan])[0] == pytest.approx(0.02)
+
+
+def test_t_interval_and_paired_tasks_against_scipy():
+    x = [0.5, 0.55, 0.61, 0.52]
+    mean, half = t_interval(x)
+    lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+    assert mean == pytest.approx(np.mean(x)) and half == pytest.approx((hi - lo) / 2)
+    a = {"t1": [0.6, 0.62], "t2": [0.5, 0.52], "t3": [0.7, 0.69], "t4": [0.4, 0.45], "t5": [0.3, 0.31]}
+    b = {"t1": [0.58, 0.6], "t2": [0.5, 0.49], "t3": [0.65, 0.66], "t4": [0.41, 0.42], "t5": [0.2, 0.22]}
+    r = paired_tasks(a, b)
+    diffs = [np.mean(a[t]) - np.mean(b[t]) for t in sorted(a)]
+    assert r["wilcoxon_p"] == pytest.approx(stats.wilcoxon(diffs).pvalue)
+    assert r["mean_diff"] == pytest.approx(np.mean(diffs)) and r["wins"] == 5
+
+
+def _fake_run(folder: Path, task: str, seed: int, mcc: float) -> None:
+    run = folder / "runs" / task / f"seed-{seed}"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"task": task, "seed": seed, "test": {"mcc": mcc},
+                                                  "best": {"step": 4}, "steps_run": 8, "wall_time_s": 1.0}))
+
+
+def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
+    p = tiny_preset(arms=["ov-dnabert", "ov-randommask", "rm-phases-2"], seeds=3, end_seeds=3,
+                    tasks=["prom/prom_core_all", "tf/0", "mouse/0"])
+    rng = np.random.default_rng(0)
+    truth: dict[tuple[str, str], list[float]] = {}
+    for arm, shift in (("ov-dnabert", 0.0), ("ov-randommask", 0.05)):
+        for sd in (0, 1):
+            for step in replication.points(p, arm):
+                folder = tmp_path / "finetune" / f"{arm}.s{sd}" / f"step-{step}"
+                for i, task in enumerate(p["tasks"]):
+                    for seed in range(3):
+                        mcc = 0.4 + 0.1 * i + shift + 0.01 * rng.standard_normal()
+                        _fake_run(folder, task, seed, mcc)
+                        if step == p["steps"]:
+                            truth.setdefault((arm, task), []).append(mcc)
+    # A unit half done, as when another arm's job is still fine-tuning beside this one.
+    _fake_run(tmp_path / "finetune" / "rm-phases-2.s0" / f"step-{p['steps']}", "tf/0", 0, 0.5)
+    run = tmp_path / "pretrain" / "ov-dnabert.s0"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": l}) + "\n"
+                                               for s, l in ((1, 8.0), (2, 3.0), (3, 1.9), (6, 1.5))))
+    (run / "config.yaml").write_text("steps: 6\nbatch_size: 4\ndata: {max_tokens: 32}\n")
+    summary = write_report(p, tmp_path, "abc123")
+    report = (tmp_path / "report.md").read_text()
+    assert "commit `abc123`" in report
+    assert "ov-dnabert.s0: training loss below 2 at step 3 (half: 3)" in report and "**yes**" in report
+    assert "1 of 9 (unfinished)" in report  # the half-done ablation unit
+    assert "pretrain/ov-randommask.s0 | not started" in report
+    # The end-point comparison: mean per-task difference, and Welch per task, as scipy computes them.
+    diffs = [np.mean(truth[("ov-randommask", t)]) - np.mean(truth[("ov-dnabert", t)]) for t in sorted(p["tasks"])]
+    assert f"mean difference **{100 * np.mean(diffs):+.2f} MCC**" in report
+    pw = stats.ttest_ind(truth[("ov-randommask", "tf/0")], truth[("ov-dnabert", "tf/0")], equal_var=False).pvalue
+    assert f"| {pw:.2g} |" in report
+    assert (tmp_path / "replication.png").exists()
+    end = [c for c in summary["curve"]["ov-randommask"] if c[0] == p["steps"]][0]
+    assert end[3] == 6  # 2 pre-training seeds x 3 fine-tuning seeds, every task finished
