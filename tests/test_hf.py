@@ -149,7 +149,7 @@ def test_export_loads_in_transformers_with_same_ids_and_logits(run: Path, export
 def test_model_card_describes_the_run_and_its_snippets_work(run: Path, exported: Path) -> None:
     card = (exported / "README.md").read_text()
     assert "library_name: transformers" in card
-    for fact in ("kmer6", "RandomMask", "5 phases", "Steps: 10", "lambda_NC_001416.fa.gz", "[UNK]"):
+    for fact in ("kmer6", "RandomMask", "5 phases", "Steps: 10", GENOME.name, "[UNK]"):
         assert fact in card, fact
     assert str(run.parent) not in card  # local paths are cut to file names
     blocks = re.findall(r"```python\n(.*?)```", card, re.S)

@@ -214,7 +214,7 @@ def test_store_open_survives_hostile_files(tmp_path_factory, index, bases):
 @given(edit=edits)
 def test_store_open_survives_mutated_real_index(tmp_path_factory, edit):
     tmp = tmp_path_factory.mktemp("store")
-    src = tmp_path_factory.getbasetemp() / "lambda-store"
+    src = tmp_path_factory.getbasetemp() / "genome-store"
     if not (src / "index.json").exists():
         prepare([GENOME], src)
     index = (src / "index.json").read_bytes()
