@@ -1,12 +1,17 @@
 """Kill tests: SIGKILL randommask at random moments, resume each time, and compare with an uninterrupted run.
 
-Pre-training: a tiny CPU run; the final parameters must equal the uninterrupted run's, bit for bit. One of
-the kills lands while a checkpoint is being written (the process is held at that point with
-RANDOMMASK_FAULT_PAUSE); after every kill the newest checkpoint must still load.
+Every start, the first included, is the same command line with ``--resume auto``, as a pre-empted job's
+requeue repeats it: it resumes from the latest checkpoint when there is one and starts the run otherwise.
 
-Benchmark (with ``--gue``): a from-scratch tiny benchmark over two tasks x two seeds; after every kill the
-results files must parse (never truncated), finished runs must not be redone, and the final tables must
-equal the uninterrupted benchmark's.
+Pre-training: a tiny CPU run; the final parameters must equal the uninterrupted run's, bit for bit, and so
+must its metrics log (timings aside). The first kill lands before the first checkpoint, one while a
+checkpoint is being written (the process is held at that point with RANDOMMASK_FAULT_PAUSE), the others
+after random steps; after every kill the newest checkpoint must still load.
+
+Benchmark (with ``--gue``): a from-scratch tiny benchmark over two tasks x two seeds, killed first before
+any run has finished, then after runs have; after every kill the results files must parse (never
+truncated), finished runs must not be redone, and the final tables must equal the uninterrupted
+benchmark's.
 
     python scripts/kill_test.py FASTA [--steps 60] [--kills 5] [--seed 0] [--work DIR] [--gue GUE_ROOT]
 
@@ -31,12 +36,14 @@ import torch
 
 from randommask import checkpoint as ckpt
 
+SAVE_INTERVAL = 5
 
-def command(fasta: str, out: Path, steps: int, resume: bool) -> list[str]:
+
+def command(fasta: str, out: Path, steps: int) -> list[str]:
     return [sys.executable, "-m", "randommask.cli", "pretrain", fasta, "--out", str(out), "--steps", str(steps),
-            "--batch-size", "4", "--max-tokens", "64", "--save_interval", "5", "--log_interval", "1",
+            "--batch-size", "4", "--max-tokens", "64", "--save_interval", str(SAVE_INTERVAL), "--log_interval", "1",
             "--eval_interval", str(steps), "--eval_windows", "4", "--deterministic", "true", "--progress", "false",
-            "--keep_checkpoints", "2"] + (["--resume"] if resume else [])
+            "--keep_checkpoints", "2", "--resume", "auto"]
 
 
 def env(pause: bool = False) -> dict:
@@ -57,19 +64,23 @@ def logged_step(out: Path) -> int:
     return step
 
 
+def metrics(out: Path) -> list[dict]:
+    """The run's metrics log without its timings."""
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"} for x in lines]
+
+
 def run_to_end(fasta: str, out: Path, steps: int) -> None:
-    resume = ckpt.latest_checkpoint(out) is not None
-    done = subprocess.run(command(fasta, out, steps, resume), env=env(), capture_output=True, text=True)
+    done = subprocess.run(command(fasta, out, steps), env=env(), capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"run failed: {done.stderr.strip()[-500:]}")
 
 
 def kill_at(fasta: str, out: Path, steps: int, target: int | None, rng: random.Random) -> str:
     """Start (or resume) the run and SIGKILL it: after step ``target``, or mid-checkpoint when None."""
-    resume = ckpt.latest_checkpoint(out) is not None
     log = out.parent / f"{out.name}.stdout"
     with open(log, "w") as stdout:
-        proc = subprocess.Popen(command(fasta, out, steps, resume), env=env(pause=target is None),
+        proc = subprocess.Popen(command(fasta, out, steps), env=env(pause=target is None),
                                 stdout=stdout, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     what = ""
@@ -100,12 +111,16 @@ def kill_test(fasta: str, work: Path, steps: int = 60, kills: int = 5, seed: int
     rng = random.Random(seed)
     ref, cut = work / "uninterrupted", work / "interrupted"
     run_to_end(fasta, ref, steps)
-    checkpoint_kill = rng.randrange(kills)
-    targets = sorted(rng.sample(range(2, steps - 1), kills - 1))
+    # Kill 1 lands before the first checkpoint; then one mid-checkpoint and the rest after random steps.
+    checkpoint_kill = rng.randrange(1, kills)
+    targets = sorted(rng.sample(range(SAVE_INTERVAL + 1, steps - 1), kills - 2))
+    ok = True
     for i in range(kills):
-        target = None if i == checkpoint_kill else targets.pop(0)
+        target = 2 if i == 0 else None if i == checkpoint_kill else targets.pop(0)
         what = kill_at(fasta, cut, steps, target, rng)
         latest = ckpt.latest_checkpoint(cut)
+        if i == 0:
+            ok &= latest is None and what.startswith("after step")  # killed before its first checkpoint
         if latest is not None:
             ckpt.load_checkpoint(latest)  # must load: a kill never leaves a broken newest checkpoint
         if verbose:
@@ -114,17 +129,18 @@ def kill_test(fasta: str, work: Path, steps: int = 60, kills: int = 5, seed: int
     a = ckpt.load_checkpoint(ckpt.latest_checkpoint(ref))["model"]
     b = ckpt.load_checkpoint(ckpt.latest_checkpoint(cut))["model"]
     same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    same_log = metrics(ref) == metrics(cut)
     if verbose:
         print(f"final parameters after {kills} kills {'equal' if same else 'DIFFER FROM'} the uninterrupted run's "
-              f"({len(a)} tensors, step {steps})")
-    return same
+              f"({len(a)} tensors, step {steps}); metrics log {'equal' if same_log else 'DIFFERS'}")
+    return ok and same and same_log
 
 
 def benchmark_command(gue: str, out: Path) -> list[str]:
     return [sys.executable, "-m", "randommask.cli", "benchmark", gue, "--from-scratch", "--tokenizer", "kmer6",
             "--preset", "tiny", "--tasks", "prom/prom_core_all", "tf/0", "--seeds", "2", "--max-steps", "6",
             "--eval-steps", "3", "--max-train-examples", "64", "--max-eval-examples", "64", "--progress", "false",
-            "--out", str(out)]
+            "--out", str(out), "--resume", "auto"]
 
 
 def _finished(out: Path) -> dict[str, float]:
@@ -154,17 +170,20 @@ def benchmark_kill_test(gue: str, work: Path, kills: int = 3, seed: int = 0, ver
         before = _finished(cut) if cut.exists() else {}
         proc = subprocess.Popen(benchmark_command(gue, cut), env=env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        # Kill once this start has finished at least one more run, after a random extra moment.
         deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and len(_finished(cut)) <= len(before):
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, 1.5))
+        if i == 0:  # the first kill: once a run has started, before any has finished
+            while time.time() < deadline and proc.poll() is None and not list((cut / "runs").glob("*/*/seed-*")):
+                time.sleep(0.01)
+        else:  # then once this start has finished at least one more run, after a random extra moment
+            while time.time() < deadline and proc.poll() is None and len(_finished(cut)) <= len(before):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         _tables(cut)
         after = _finished(cut)
         redone = [k for k, t in before.items() if after.get(k) != t]
-        ok &= not redone
+        ok &= not redone and (i > 0 or not after)
         if verbose:
             print(f"benchmark kill {i + 1}: {len(after)} of 4 runs finished; redone: {redone or 'none'}", flush=True)
     done = subprocess.run(benchmark_command(gue, cut), env=env(), capture_output=True, text=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +17,11 @@ from randommask.analysis.measures import (
     expected_hidden,
     kmer_labels,
     relative_change,
+    silhouettes,
     top_k_share,
 )
+from realdata import GENOME
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -37,13 +36,11 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory, one_thread):
-    if not LAMBDA.exists():
-        pytest.skip(f"{LAMBDA} not found")
     from randommask.analysis.report import AnalyzeConfig, analyze
     from randommask.pretrain import load_config, pretrain
 
     run = tmp_path_factory.mktemp("analysis") / "run"
-    pretrain(load_config({"out_dir": str(run), "data": {"fasta": [str(LAMBDA)], "max_tokens": 64}, "steps": 20,
+    pretrain(load_config({"out_dir": str(run), "data": {"fasta": [str(GENOME)], "max_tokens": 64}, "steps": 20,
                           "batch_size": 8, "save_interval": 10, "keep_checkpoints": 0, "eval_interval": 10,
                           "eval_windows": 8, "progress": False}))
     values = analyze(AnalyzeConfig(run=str(run), windows=4, map_points=300, tsne_iter=250, mask_draws=2,
@@ -104,6 +101,54 @@ def test_effective_rank_isotropic_and_rank_one():
     assert effective_rank(np.ones((50, 8)) + u[:50] @ v[:, :8], center=True) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_effective_rank_of_weight_matrices_of_known_rank():
+    rng = np.random.default_rng(1)
+    u, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    v, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    for r in (1, 3, 7, 64):  # r equal singular values: exactly r
+        w = 0.02 * u[:, :r] @ v[:, :r].T
+        assert effective_rank(w) == pytest.approx(r, abs=1e-6)
+        assert effective_rank(torch.from_numpy(w).float()) == pytest.approx(r, rel=1e-4)
+    # Singular values 3 and 1: exp of the entropy of (3/4, 1/4), by hand.
+    w = u[:, :2] @ np.diag([3.0, 1.0]) @ v[:, :2].T
+    assert effective_rank(w) == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))), abs=1e-9)
+
+
+def slow_silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """The textbook silhouette with cosine distance, one point at a time."""
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    dist = 1.0 - unit @ unit.T
+    scores = []
+    for i in range(len(x)):
+        same = (labels == labels[i]) & (np.arange(len(x)) != i)
+        if not same.any():
+            scores.append(0.0)
+            continue
+        a = dist[i, same].mean()
+        b = min(dist[i, labels == c].mean() for c in set(labels.tolist()) if c != labels[i])
+        scores.append((b - a) / max(a, b))
+    return float(np.mean(scores))
+
+
+def test_silhouettes_of_planted_clusters_and_shuffled_labels():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 16))
+    labels = np.repeat(np.array(list("ACGT")), 50)
+    emb = centres[np.repeat(np.arange(4), 50)] + 0.05 * rng.standard_normal((200, 16))
+    shuffled = rng.permutation(labels)
+    got = silhouettes(emb, {"planted": labels.tolist(), "shuffled": shuffled.tolist()})
+    assert got["planted"] == pytest.approx(slow_silhouette(emb, labels), abs=1e-9)
+    assert got["shuffled"] == pytest.approx(slow_silhouette(emb, shuffled), abs=1e-9)
+    assert got["planted"] > 0.9  # tight, well-separated clusters
+    # Labels that say nothing about the points: near 0 (a little below: b(i) is the nearest other group).
+    assert -0.15 < got["shuffled"] < 0.02
+    # One label for all: no silhouette.
+    assert math.isnan(silhouettes(emb, {"one": ["A"] * 200})["one"])
+    # Above max_points a fixed subset is scored: the same answer for planted clusters, reproducibly.
+    sub = silhouettes(emb, {"planted": labels.tolist()}, max_points=100, seed=3)["planted"]
+    assert sub > 0.9 and sub == silhouettes(emb, {"planted": labels.tolist()}, max_points=100, seed=3)["planted"]
+
+
 def test_small_measures():
     assert [expected_hidden(m, 6) for m in (1, 5, 6, 10, 14)] == [0, 0, 1, 5, 9]  # m - 5 for 6-mers
     assert expected_hidden(2, 6, stride=6) == 12  # non-overlapping: every base of a masked token
@@ -121,15 +166,13 @@ def test_small_measures():
 
 # ------------------------------------------------------------------------------------------ a real run
 def test_fresh_init_with_the_seed_is_pretrains_initial_model(tmp_path, one_thread):
-    if not LAMBDA.exists():
-        pytest.skip(f"{LAMBDA} not found")
     from randommask.analysis.probe import build_model
     from randommask.checkpoint import load_pretrained
     from randommask.model import ModelConfig
     from randommask.pretrain import load_config, pretrain
 
     # Learning rate 0: the saved weights are the initial ones.
-    pretrain(load_config({"out_dir": str(tmp_path), "seed": 7, "data": {"fasta": [str(LAMBDA)], "max_tokens": 16},
+    pretrain(load_config({"out_dir": str(tmp_path), "seed": 7, "data": {"fasta": [str(GENOME)], "max_tokens": 16},
                           "steps": 1, "batch_size": 2, "eval_windows": 2, "progress": False,
                           "optim": {"lr": 0.0}}))
     pre = load_pretrained(tmp_path)
@@ -151,33 +194,31 @@ def test_report_links_every_figure(analysed):
     assert json.loads((out / "figures.json").read_text()) == values
 
 
-def test_values_in_range(analysed):
+def test_values_of_a_real_run(analysed):
     _, _, v = analysed
-    a, hidden = v["attention"], v["model"]["hidden_size"]
-    ln_l = math.log(v["windows"]["tokens"])
-    assert a["uniform_entropy"] == pytest.approx(ln_l)  # full-length eval windows
-    for part in (a, a["init"]):
-        ent = np.array(part["entropy"])
-        assert ent.shape == (v["model"]["num_layers"], v["model"]["num_heads"])
-        assert np.all(ent >= 0) and np.all(ent <= ln_l + 1e-6)
-        one, five = np.array(part["top_k_share"]["1"]), np.array(part["top_k_share"]["5"])
-        assert np.all((one >= 0) & (one <= 1)) and np.all((five >= one - 1e-9) & (five <= 1 + 1e-9))
+    a, layers, heads = v["attention"], v["model"]["num_layers"], v["model"]["num_heads"]
+    n = v["windows"]["tokens"]
+    assert a["uniform_entropy"] == pytest.approx(math.log(n))  # full-length eval windows
+    # At initialisation (weights ~ N(0, 0.02)) queries and keys are nearly orthogonal: attention is uniform,
+    # entropy ln n and the top key holds 1/n, the top five 5/n.
+    init = a["init"]
+    assert np.array(init["entropy"]).shape == (layers, heads)
+    np.testing.assert_allclose(init["entropy"], math.log(n), rtol=2e-3)
+    for k in (1, 5):  # the k largest of n near-equal weights: k/n and a little more
+        share = np.array(init["top_k_share"][str(k)])
+        assert np.all(share >= k / n - 1e-6) and np.all(share < 1.25 * k / n), (k, share)
+    # Random word embeddings: k-mers sharing a central dinucleotide are no closer than any others.
+    assert all(abs(s) < 0.05 for s in v["embeddings"]["silhouette_init"].values()), v["embeddings"]
     lay = v["layers"]
     for key in ("effective_rank", "effective_rank_init", "effective_rank_uncentred"):
-        ranks = np.array(lay[key])
-        assert len(ranks) == v["model"]["num_layers"] + 1
-        assert np.all(ranks >= 1) and np.all(ranks <= hidden)
-    assert all(0 < c < 10 for c in lay["relative_change"].values())
-    assert all(-1 <= s <= 1 for s in v["embeddings"]["silhouette"].values())
-    assert all(-1 <= s <= 1 for s in v["embeddings"]["silhouette_init"].values())
+        assert len(lay[key]) == layers + 1
     phases = v["masks"]["phases"]
     assert [p["phase"] for p in phases] == [1, 2, 3, 4, 5]
-    for p in phases:
-        assert 0 < p["masked_token_fraction"] < 1 and 0 < p["hidden_base_fraction"] < 1
-        assert p["expected_hidden_per_span"] == np.mean([w - 5 for w in p["widths"]])
+    assert [p["widths"] for p in phases] == [[6], [6, 8], [6, 8, 10], [6, 8, 10, 12], [6, 8, 10, 12, 14]]
     ot = v["over_time"]
     assert ot["steps"] == [0, 10, 20]
     assert ot["relative_change"]["layer 1"][0] == 0.0  # step 0 is the re-created initial model itself
+    assert {g: c[-1] for g, c in ot["relative_change"].items()} == lay["relative_change"]  # step 20: the run
     assert len(ot["entropy_per_layer"]) == 3
 
 

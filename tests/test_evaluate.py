@@ -10,13 +10,9 @@ import pytest
 from randommask.cli import main
 from randommask.evaluate import CSV_COLUMNS, aggregate, render_csv, render_markdown
 from randommask.tasks import PUBLISHED
+from realdata import GUE
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-GUE = DATA / "GUE"
-LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
 TASKS = ("prom/prom_core_all", "EMP/H3")  # one with train.csv, one on the fallback protocol
-needs_data = pytest.mark.skipif(not (LAMBDA.is_file() and all((GUE / t).is_dir() for t in TASKS)),
-                                reason="shared GUE tasks or lambda genome not present")
 
 # Smoke settings: a few steps on subsampled splits, short inputs (EMP's 500 nt are truncated).
 SMOKE = ["--max-steps", "2", "--eval-steps", "2", "--batch-size", "8", "--max-train-examples", "32",
@@ -27,7 +23,6 @@ def _mtimes(out: Path) -> dict[str, int]:
     return {p.parent.relative_to(out).as_posix(): p.stat().st_mtime_ns for p in out.glob("runs/**/results.json")}
 
 
-@needs_data
 def test_benchmark_on_gue_tasks_with_resume(pretrained, tmp_path, capsys):
     out = tmp_path / "bench"
     def argv(seeds: int = 1, *extra: str) -> list[str]:
@@ -110,10 +105,9 @@ def test_aggregate_means_stds_and_groups():
 def test_benchmark_errors(tmp_path, capsys):
     assert main(["benchmark", "--from-scratch", "--out", str(tmp_path / "b")]) == 2
     assert "GUE root folder" in capsys.readouterr().err
-    if GUE.is_dir():
-        assert main(["benchmark", str(GUE), "--from-scratch", "--tasks", "nosuchgroup", "--out",
-                     str(tmp_path / "b")]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "unknown selector 'nosuchgroup'" in err[0]
+    assert main(["benchmark", str(GUE), "--from-scratch", "--tasks", "nosuchgroup", "--out",
+                 str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown selector 'nosuchgroup'" in err[0]
     assert main(["benchmark", str(tmp_path / "missing"), "--from-scratch", "--out", str(tmp_path / "b")]) == 2
     assert "GUE folder not found" in capsys.readouterr().err

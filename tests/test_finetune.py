@@ -24,10 +24,6 @@ from randommask.finetune import (
 from randommask.model import BertForSequenceClassification, ModelConfig, load_hf_state_dict
 from randommask.tasks import load_task
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
-needs_lambda = pytest.mark.skipif(not LAMBDA.is_file(), reason="shared lambda genome not present")
-
 FAST = ["--max-steps", "4", "--eval-steps", "2", "--batch-size", "8", "--eval-batch-size", "32", "--progress", "false"]
 
 
@@ -65,7 +61,6 @@ def one_error_line(capsys) -> str:
 
 
 # ------------------------------------------------------------------------------------------ end to end
-@needs_lambda
 def test_finetune_end_to_end(pretrained, toy_task, tmp_path):
     out = tmp_path / "ft"
     assert main(["finetune", str(pretrained), str(toy_task), "--out", str(out), *FAST, "--lr", "1e-3"]) == 0
@@ -100,7 +95,6 @@ def test_finetune_end_to_end(pretrained, toy_task, tmp_path):
     assert main(["finetune", str(pretrained), str(toy_task), "--out", str(out), *FAST]) == 2
 
 
-@needs_lambda
 def test_encoder_weights_come_from_the_pretrained_run(pretrained):
     spec = resolve_model(FinetuneConfig(model=str(pretrained), task="x"))
     model = build_classifier(spec, 3, seed=0)
@@ -117,7 +111,6 @@ def test_encoder_weights_come_from_the_pretrained_run(pretrained):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
 
 
-@needs_lambda
 def test_tokenizer_stride_override(pretrained, toy_task, tmp_path):
     cfg = FinetuneConfig(model=str(pretrained), task=str(toy_task), out_dir=str(tmp_path / "ft"), tokenizer_stride=6,
                          max_steps=2, eval_steps=2, batch_size=8, progress=False, save_model=False)

@@ -6,7 +6,6 @@ import gzip
 import json
 import pickle
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,7 @@ from randommask.genome import (
     reverse_complement_codes,
     str_to_codes,
 )
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CHR20 = DATA / "genomes" / "20.fa.gz"
+from realdata import chr20
 
 IUPAC = "ACGTUNRYSWKMBDHV"
 # An independent statement of the code table, to check the module's one against.
@@ -619,35 +616,23 @@ def test_dataset_transform_and_endless(genome):
 # Real data: human chromosome 20
 
 
-@pytest.fixture(scope="module")
-def chr20(tmp_path_factory):
-    if not CHR20.is_file():
-        pytest.skip(f"{CHR20} not present")
-    t0 = time.perf_counter()
-    store = prepare([CHR20], tmp_path_factory.mktemp("chr20") / "store")
-    elapsed = time.perf_counter() - t0
-    print(f"chr20 prepared in {elapsed:.1f} s")
-    return store, elapsed
-
-
-def test_chr20_prepare(chr20):
-    store, elapsed = chr20
-    assert elapsed < 45
+def test_chr20_prepare(chr20_store):
+    store = chr20_store
     assert [r.name for r in store.records] == ["20"]
     rec = store.records[0]
     assert rec.length == 63_025_520 == store.total_length
     assert 59_400_000 < rec.length - rec.n_count < 59_600_000
     assert (store.window(0, 0, 60_000) == N_CODE).all()  # the leading N run
     # Compare with an independent decode of the file.
-    text = gzip.decompress(CHR20.read_bytes())
+    text = gzip.decompress(chr20().read_bytes())
     seq = text.split(b"\n", 1)[1].replace(b"\n", b"").upper()
     lut = np.full(256, 4, dtype=np.uint8)
     lut[list(b"ACGT")] = [0, 1, 2, 3]
     assert np.array_equal(lut[np.frombuffer(seq, dtype=np.uint8)], store.record_codes(0))
 
 
-def test_chr20_windows_gc(chr20):
-    store, _ = chr20
+def test_chr20_windows_gc(chr20_store):
+    store = chr20_store
     sampler = WindowSampler(store, SamplerConfig(window_nt=512, short_prob=0.0, seed=0))
     gc = []
     for i in range(200):

@@ -10,23 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import transformers
+
+from realdata import GENOME, GUE
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-transformers = pytest.importorskip("transformers")
 
 from randommask import checkpoint as ckpt  # noqa: E402
 from randommask import hf  # noqa: E402
 from randommask.cli import main as cli_main  # noqa: E402
-from randommask.errors import RandomMaskError  # noqa: E402
 from randommask.model import BertForMaskedLM, BertForSequenceClassification, ModelConfig  # noqa: E402
 from randommask.pretrain import load_config, pretrain  # noqa: E402
 from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer  # noqa: E402
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
-GUE = DATA / "GUE"
-needs_data = pytest.mark.skipif(not LAMBDA.exists(), reason="shared data folder not present")
 
 RNG = np.random.default_rng(7)
 SEQS = ["".join(RNG.choice(list("ACGT"), 120)), "".join(RNG.choice(list("ACGT"), 40)) + "N" +
@@ -34,7 +30,7 @@ SEQS = ["".join(RNG.choice(list("ACGT"), 120)), "".join(RNG.choice(list("ACGT"),
 
 
 def tiny_cfg(out: Path, **kw) -> object:
-    data = {"out_dir": str(out), "data": {"fasta": [str(LAMBDA)], "max_tokens": 64}, "steps": 10, "batch_size": 4,
+    data = {"out_dir": str(out), "data": {"fasta": [str(GENOME)], "max_tokens": 64}, "steps": 10, "batch_size": 4,
             "progress": False, "eval_windows": 4, "save_interval": 10, **kw}
     return load_config(data)
 
@@ -66,8 +62,6 @@ def assert_same_logits(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray) -> No
 # ------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    if not LAMBDA.exists():
-        pytest.skip("shared data folder not present")
     out = tmp_path_factory.mktemp("hf") / "run"
     pretrain(tiny_cfg(out))
     return out
@@ -113,7 +107,6 @@ def imported_dnabert(dnabert, tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------------------------------ export
-@needs_data
 def test_export_loads_in_transformers_with_same_ids_and_logits(run: Path, exported: Path) -> None:
     names = {p.name for p in exported.iterdir()}
     assert {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
@@ -153,11 +146,10 @@ def test_export_loads_in_transformers_with_same_ids_and_logits(run: Path, export
     assert_same_logits(logits, hf_logits, enc.attention_mask)
 
 
-@needs_data
 def test_model_card_describes_the_run_and_its_snippets_work(run: Path, exported: Path) -> None:
     card = (exported / "README.md").read_text()
     assert "library_name: transformers" in card
-    for fact in ("kmer6", "RandomMask", "5 phases", "Steps: 10", "lambda_NC_001416.fa.gz", "[UNK]"):
+    for fact in ("kmer6", "RandomMask", "5 phases", "Steps: 10", GENOME.name, "[UNK]"):
         assert fact in card, fact
     assert str(run.parent) not in card  # local paths are cut to file names
     blocks = re.findall(r"```python\n(.*?)```", card, re.S)
@@ -168,7 +160,6 @@ def test_model_card_describes_the_run_and_its_snippets_work(run: Path, exported:
         assert scope["out"].logits.shape[-1] == 4101
 
 
-@needs_data
 def test_round_trip_gives_identical_parameters(run: Path, exported: Path, tmp_path: Path) -> None:
     back = tmp_path / "back"
     hf.import_hf(exported, back)
@@ -183,7 +174,6 @@ def test_round_trip_gives_identical_parameters(run: Path, exported: Path, tmp_pa
     assert (back / "config.yaml").is_file() and (back / "vocab.txt").read_text() == (run / "vocab.txt").read_text()
 
 
-@needs_data
 def test_export_of_a_finetuned_run_is_a_sequence_classifier(run: Path, tmp_path: Path) -> None:
     # A fine-tuned checkpoint as `randommask finetune` saves it: kind "finetune", labels in id order.
     pre = ckpt.load_pretrained(run)
@@ -234,7 +224,6 @@ def test_import_dnabert_gives_transformers_logits(dnabert, imported_dnabert: Pat
     assert_same_logits(logits, ref, enc.attention_mask)
 
 
-@needs_data
 @pytest.mark.parametrize("order", ["canonical", "shuffled"])
 def test_continue_pretraining_an_imported_model(order: str, dnabert, imported_dnabert: Path, tmp_path: Path) -> None:
     if order == "shuffled":
@@ -243,13 +232,7 @@ def test_continue_pretraining_an_imported_model(order: str, dnabert, imported_dn
         src = tmp_path / "imported"
         hf.import_hf(make_dnabert(tmp_path / "dnabert", order="canonical")[0], src)
     out = tmp_path / "cont"
-    try:
-        result = pretrain(tiny_cfg(out, steps=2, save_interval=2), init_from=str(src))
-    except RandomMaskError as e:
-        if order == "shuffled" and "vocabulary differs" in str(e):
-            pytest.skip("pretrain --init-from does not yet honour an imported vocabulary order: it requires the "
-                        "named tokenizer's default order (needs the init_from change in pretrain.py)")
-        raise
+    result = pretrain(tiny_cfg(out, steps=2, save_interval=2), init_from=str(src))
     assert result["step"] == 2
     start, cont = ckpt.load_pretrained(src), ckpt.load_pretrained(out)
     assert cont.tokenizer.vocab == start.tokenizer.vocab
@@ -258,15 +241,10 @@ def test_continue_pretraining_an_imported_model(order: str, dnabert, imported_dn
         assert (cont.model_state[key] - start.model_state[key]).abs().max() < 1e-3, key
 
 
-@needs_data
 def test_finetune_an_imported_model_then_export_it(imported_dnabert: Path, tmp_path: Path) -> None:
-    try:
-        from randommask.finetune import finetune, load_finetune_config
-    except ImportError:
-        pytest.skip("randommask.finetune does not exist: fine-tuning an imported model is untested")
+    from randommask.finetune import finetune, load_finetune_config
+
     task = GUE / "mouse" / "0"
-    if not (task / "dev.csv").is_file():
-        pytest.skip("GUE mouse/0 not present")
     out = tmp_path / "ft"
     results = finetune(load_finetune_config({
         "model": str(imported_dnabert), "task": str(task), "out_dir": str(out), "max_steps": 3, "batch_size": 8,
@@ -353,7 +331,6 @@ def test_import_errors(dnabert, tmp_path: Path, capsys) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-@needs_data
 def test_export_refuses_non_empty_folder_without_force(run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     out = tmp_path / "taken"
     out.mkdir()

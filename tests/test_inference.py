@@ -12,10 +12,7 @@ from randommask.errors import RandomMaskError
 from randommask.finetune import FinetuneConfig, finetune
 from randommask.inference import EmbedConfig, PredictConfig, embed, plan_windows, predict, read_sequences
 from randommask.tokenizers import KmerTokenizer
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
-pytestmark = pytest.mark.skipif(not LAMBDA.is_file(), reason="shared lambda genome not present")
+from realdata import GENOME
 
 RNG = np.random.default_rng(0)
 
@@ -34,7 +31,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     pretrain(load_config({"out_dir": str(pre), "steps": 4, "batch_size": 4, "progress": False, "log_interval": 2,
                           "eval_interval": 4, "save_interval": 4, "eval_windows": 4,
                           "model": {"max_position_embeddings": 32},
-                          "data": {"fasta": [str(LAMBDA)], "max_tokens": 32}}))
+                          "data": {"fasta": [str(GENOME)], "max_tokens": 32}}))
     task = root / "task"
     task.mkdir()
     for name in ("train.csv", "dev.csv", "test.csv"):

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn.metrics as skm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from randommask.metrics import accuracy, classification_metrics, confusion_matrix, macro_f1, mcc
-
-skm = pytest.importorskip("sklearn.metrics")
 
 TOL = 1e-12
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import transformers
 
 from randommask.errors import RandomMaskError
 from randommask.model import (
@@ -20,8 +21,6 @@ from randommask.model import (
     model_config,
     num_parameters,
 )
-
-transformers = pytest.importorskip("transformers")
 
 ATOL = 1e-5
 VOCAB = 69  # 4**3 + 5 specials: a 3-mer vocabulary keeps the test fast

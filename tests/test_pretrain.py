@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from randommask import checkpoint as ckpt
 from randommask import pretrain as pt
 from randommask.cli import main as cli_main
 from randommask.errors import RandomMaskError
-from randommask.genome import prepare
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CHR20 = DATA / "genomes" / "20.fa.gz"
-LAMBDA = DATA / "genomes" / "lambda_NC_001416.fa.gz"
-ECOLI = DATA / "genomes" / "ecoli536_NC_008253.fna.gz"
-needs_data = pytest.mark.skipif(not LAMBDA.exists(), reason="shared data folder not present")
+from randommask.model import MaskedLMOutput
+from realdata import GENOME
 
 
 def tiny(out: Path, **kw) -> pt.PretrainConfig:
-    data = {"out_dir": str(out), "data": {"fasta": [str(LAMBDA)], "max_tokens": 64}, "steps": 12, "batch_size": 4,
+    data = {"out_dir": str(out), "data": {"fasta": [str(GENOME)], "max_tokens": 64}, "steps": 12, "batch_size": 4,
             "log_interval": 2, "eval_interval": 6, "eval_windows": 4, "save_interval": 6, "progress": False,
             "deterministic": True, "keep_checkpoints": 0}
     for k, v in kw.items():
@@ -41,29 +38,93 @@ def params(run: Path) -> dict:
     return ckpt.load_checkpoint(ckpt.latest_checkpoint(run))["model"]
 
 
-@needs_data
-@pytest.mark.skipif(not CHR20.exists(), reason="chromosome 20 not present")
-def test_tiny_run_on_chr20_beats_uniform(tmp_path):
-    store = tmp_path / "chr20"
-    prepare([CHR20], store)
-    cfg = pt.load_config({"out_dir": str(tmp_path / "run"), "data": {"store": str(store), "max_tokens": 128},
-                          "steps": 200, "batch_size": 16, "log_interval": 20, "eval_interval": 100,
-                          "eval_windows": 64, "save_interval": 200, "progress": False,
-                          "optim": {"lr": 2e-3, "warmup_steps": 20}})
+class FrequencyModel(torch.nn.Module):
+    """A model that learned only k-mer frequencies: the same logits, log p(k-mer), at every masked position."""
+
+    def __init__(self, log_p: torch.Tensor) -> None:
+        super().__init__()
+        self.log_p = log_p
+
+    def forward(self, input_ids, attention_mask, labels=None, masked_only=False):
+        y = labels[labels != -100]
+        logits = self.log_p.expand(len(y), -1)
+        return MaskedLMOutput(loss=F.cross_entropy(logits, y), logits=logits, num_masked=torch.tensor(len(y)))
+
+
+# Held-out loss must be this far below the frequency baseline. A context-free model scores the baseline at
+# best (the frequencies are those of the very windows it is scored on), so no margin > 0 is reachable by it.
+BEYOND_COUNTING = 0.2
+
+
+def test_tiny_run_on_chr20_learns_beyond_kmer_frequencies(chr20_store, tmp_path, monkeypatch):
+    seen = {}
+    real_evaluate = pt.evaluate
+
+    def spy(model, encs, tokenizer, masking, step, seed, device, autocast):
+        seen.update(encs=encs, tokenizer=tokenizer, masking=masking, step=step, seed=seed)
+        return real_evaluate(model, encs, tokenizer, masking, step, seed, device, autocast)
+
+    monkeypatch.setattr(pt, "evaluate", spy)
+    # BERT masking: most masked 6-mers are spelled out by their neighbours, which a model can learn to read
+    # within a few hundred steps; a model that only counts k-mers cannot.
+    cfg = pt.load_config({"out_dir": str(tmp_path / "run"), "data": {"store": str(chr20_store.path), "max_tokens": 64},
+                          "steps": 400, "batch_size": 32, "log_interval": 50, "eval_interval": 400,
+                          "eval_windows": 512, "save_interval": 400, "progress": False,
+                          "masking": {"strategy": "bert"}, "model": {"hidden_dropout": 0.0, "attention_dropout": 0.0},
+                          "optim": {"lr": 3e-3, "warmup_steps": 40}})
     result = pt.pretrain(cfg)
-    uniform = math.log(4101)
-    assert result["eval_loss"] < uniform - 0.25, result
+    assert seen["step"] == 399  # the final evaluation (0-based step)
+
+    # The 6-mer frequency baseline on the same held-out windows: the frequencies of their own 6-mers (all
+    # positions), scored on the masked positions of the final evaluation, through the same evaluation code.
+    tok = seen["tokenizer"]
+    ids = np.concatenate([e.ids[e.attention_mask.astype(bool) & ~e.special_mask.astype(bool)] for e in seen["encs"]])
+    counts = np.bincount(ids, minlength=tok.vocab_size).astype(np.float64)
+    assert counts.sum() == 512 * 62 and (counts > 0).sum() > 3500  # 62 6-mers a window, most of the 4,096 seen
+    with np.errstate(divide="ignore"):  # -inf for unseen 6-mers: never a masked label
+        log_p = torch.from_numpy(np.log(counts / counts.sum())).float()
+    frequency = real_evaluate(FrequencyModel(log_p), seen["encs"], tok, seen["masking"], seen["step"], seen["seed"],
+                              torch.device("cpu"), contextlib.nullcontext)["eval_loss"]
+    entropy = float(-(counts[counts > 0] / counts.sum() * np.log(counts[counts > 0] / counts.sum())).sum())
+    assert abs(frequency - entropy) < 0.1, (frequency, entropy)  # masked positions are a fair sample
+    assert 7.7 < entropy < 8.32  # chr20's 6-mers: near, below, the uniform ln 4096
+
+    def learned_beyond_counting(loss: float) -> bool:
+        return loss < frequency - BEYOND_COUNTING
+
+    assert not learned_beyond_counting(frequency)  # the frequency-only model fails the criterion
+    print(f"held-out loss {result['eval_loss']:.3f}, 6-mer frequency baseline {frequency:.3f}, entropy {entropy:.3f}")
+    assert learned_beyond_counting(result["eval_loss"]), (result["eval_loss"], frequency)
+
+
+def test_randommask_curriculum_moves_through_five_phases(tmp_path):
+    pt.pretrain(tiny(tmp_path / "run", steps=10, log_interval=1, eval_interval=10, save_interval=10))
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    # The curriculum moved through all five phases, in order, at steps 40, 80, 120, 160.
+    # Phases of 2 steps each, in order: widths 6..6, then 6..8, ... 6..14 (k = 6, even widths).
     assert [m["phase"] for m in lines] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert [(m["width_min"], m["width_max"]) for m in lines[::2]] == [(6, 6), (6, 8), (6, 10), (6, 12), (6, 14)]
 
 
-@needs_data
 def test_resume_gives_same_parameters(tmp_path, monkeypatch):
+    """One call, resume="auto" (what a requeued job repeats), after a crash before the first checkpoint and
+    after one: the run ends as the uninterrupted run, parameters and metrics log alike."""
     full = tmp_path / "full"
     pt.pretrain(tiny(full))
-    # Crash right after the step-6 checkpoint: the process dies, the folder keeps step 6.
     cut = tmp_path / "cut"
+    # Crash at step 4, before the first checkpoint (step 6): the folder has a metrics log but no checkpoint.
+    real_write = pt.MetricsLog.write
+
+    def crash_at_4(self, record):
+        real_write(self, record)
+        if record["step"] == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(pt.MetricsLog, "write", crash_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        pt.pretrain(tiny(cut), resume="auto")
+    monkeypatch.setattr(pt.MetricsLog, "write", real_write)
+    assert ckpt.latest_checkpoint(cut) is None and (cut / "metrics.jsonl").read_text()
+    # Crash right after the step-6 checkpoint: the process dies, the folder keeps step 6.
     real_save = pt.save
 
     def crash_after(run_dir, step, *a, **k):
@@ -73,10 +134,10 @@ def test_resume_gives_same_parameters(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pt, "save", crash_after)
     with pytest.raises(KeyboardInterrupt):
-        pt.pretrain(tiny(cut))
+        pt.pretrain(tiny(cut), resume="auto")
     monkeypatch.setattr(pt, "save", real_save)
     assert ckpt.latest_checkpoint(cut).name == "step-6.pt"
-    result = pt.pretrain(tiny(cut), resume=True)
+    result = pt.pretrain(tiny(cut), resume="auto")
     assert result["step"] == 12
     a, b = params(full), params(cut)
     assert a.keys() == b.keys()
@@ -89,10 +150,23 @@ def test_resume_gives_same_parameters(tmp_path, monkeypatch):
     assert strip == again
 
 
-@needs_data
-def test_torchrun_two_ranks_matches_one_process(tmp_path):
+def test_resume_with_other_steps_is_refused(tmp_path, capsys):
+    """The learning-rate schedule (and RandomMask's phases) are planned over `steps`: no other count on resume."""
+    for strategy in ("bert", "dnabert", "randommask"):
+        run = tmp_path / strategy
+        pt.pretrain(tiny(run, steps=4, save_interval=2, masking={"strategy": strategy}))
+        for resume in (["--resume"], ["--resume", "auto"]):
+            assert cli_main(["pretrain", "--config", str(run / "config.yaml"), "--steps", "8", *resume]) == 2
+            err = capsys.readouterr().err.strip()
+            assert "\n" not in err and "planned over 4 steps, not 8" in err and "--steps 4" in err, err
+    # What it protects: the same step has another learning rate under another plan.
+    assert pt.lr_at(3, tiny(tmp_path / "x", steps=4)) != pt.lr_at(3, tiny(tmp_path / "x", steps=8))
+
+
+def test_torchrun_two_ranks_matches_one_process(chr20_store, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = [str(ECOLI), "--max-tokens", "128", "--steps", "24", "--log_interval", "2", "--eval_interval", "24",
+    common = ["--store", str(chr20_store.path), "--max-tokens", "128", "--steps", "24", "--log_interval", "2",
+              "--eval_interval", "24",
               "--eval_windows", "32", "--save_interval", "24", "--progress", "false", "--optim.lr", "2e-3",
               "--optim.warmup_steps", "4",
               "--model", "{hidden_dropout: 0.0, attention_dropout: 0.0}"]
@@ -117,7 +191,6 @@ def test_torchrun_two_ranks_matches_one_process(tmp_path):
     assert "x 2 ranks" in two.stdout
 
 
-@needs_data
 def test_bad_inputs(tmp_path, capsys):
     def err(argv):
         assert cli_main(argv) == 2
@@ -129,12 +202,12 @@ def test_bad_inputs(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim:\n  learning_rate: 0.1\n")
     assert "optim: unknown key 'learning_rate'" in err(["pretrain", "--config", str(bad)])
-    assert "config.steps: expected an integer, got 'ten'" in err(["pretrain", str(LAMBDA), "--steps", "ten"])
+    assert "config.steps: expected an integer, got 'ten'" in err(["pretrain", str(GENOME), "--steps", "ten"])
     assert "does not fit the model's 512 positions" in err(
-        ["pretrain", str(LAMBDA), "--max-tokens", "600", "--out", str(tmp_path / "b"), "--progress", "false"])
-    assert "optim.grad_clip must be at least 0, got -1.0" in err(["pretrain", str(LAMBDA), "--optim.grad_clip", "-1"])
-    assert "optim.lr must be at least 0, got -0.001" in err(["pretrain", str(LAMBDA), "--lr=-1e-3"])
-    assert "no checkpoint to resume from" in err(["pretrain", str(LAMBDA), "--out", str(tmp_path / "c"), "--resume"])
+        ["pretrain", str(GENOME), "--max-tokens", "600", "--out", str(tmp_path / "b"), "--progress", "false"])
+    assert "optim.grad_clip must be at least 0, got -1.0" in err(["pretrain", str(GENOME), "--optim.grad_clip", "-1"])
+    assert "optim.lr must be at least 0, got -0.001" in err(["pretrain", str(GENOME), "--lr=-1e-3"])
+    assert "no checkpoint to resume from" in err(["pretrain", str(GENOME), "--out", str(tmp_path / "c"), "--resume"])
     run = tmp_path / "d"
     pt.pretrain(tiny(run, steps=2, save_interval=2))
     msg = err(["pretrain", "--config", str(run / "config.yaml"), "--optim.lr", "0.1", "--resume"])
@@ -144,7 +217,6 @@ def test_bad_inputs(tmp_path, capsys):
         pt.load_config({})
 
 
-@needs_data
 def test_nonfinite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     real = pt.BertForMaskedLM.forward
     calls = {"n": 0}
@@ -167,7 +239,6 @@ def test_nonfinite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
     assert all(torch.isfinite(v).all() for v in saved[-1].values())
 
 
-@needs_data
 def test_grad_clip_zero_means_no_clipping(tmp_path):
     """optim.grad_clip 0 turns clipping off (the same run as an unreachable threshold), not the gradients."""
     for name, clip in (("off", 0.0), ("huge", 1e12), ("clip", 1e-3)):

@@ -18,9 +18,9 @@ import torch
 from randommask import pretrain as pt
 from randommask.model import BertForMaskedLM, hf_state_dict, load_hf_state_dict, model_config
 from randommask.pretrain import PretrainConfig, compile_model, make_optimizer
+from realdata import GENOME
 
 ROOT = Path(__file__).resolve().parents[1]
-LAMBDA = ROOT.parent / "shared" / "data" / "genomes" / "lambda_NC_001416.fa.gz"
 VOCAB = 4101
 ATOL = 1e-5
 
@@ -159,12 +159,11 @@ def test_compile_falls_back_when_first_call_raises(monkeypatch, capsys) -> None:
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.skipif(not LAMBDA.exists(), reason="shared data folder not present")
 def test_pretrain_with_options_equals_plain_run(tmp_path, monkeypatch, capsys) -> None:
     """compile (failing: falls back) and activation checkpointing change nothing in the result."""
 
     def cfg(out: Path, **kw) -> pt.PretrainConfig:
-        return pt.load_config({"out_dir": str(out), "data": {"fasta": [str(LAMBDA)], "max_tokens": 48},
+        return pt.load_config({"out_dir": str(out), "data": {"fasta": [str(GENOME)], "max_tokens": 48},
                                "steps": 4, "batch_size": 4, "log_interval": 2, "eval_interval": 4, "eval_windows": 4,
                                "save_interval": 4, "progress": False, "deterministic": True, **kw})
 

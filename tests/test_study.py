@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,7 @@ import torch
 from randommask.errors import RandomMaskError
 from randommask.metrics import welch_t_test
 from randommask.study import ARMS, StudyConfig, arm_curves, compare, run_study
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-GENOME = DATA / "genomes" / "lambda_NC_001416.fa.gz"
+from realdata import GENOME, GUE
 
 
 def test_compare_uses_welch_t_test_over_seeds():
@@ -34,7 +31,8 @@ def test_compare_uses_welch_t_test_over_seeds():
 
 
 def test_welch_t_test_matches_scipy():
-    stats = pytest.importorskip("scipy.stats")
+    from scipy import stats
+
     rng = np.random.default_rng(0)
     for _ in range(200):
         n1, n2 = rng.integers(2, 9, 2)
@@ -45,13 +43,12 @@ def test_welch_t_test_matches_scipy():
     assert welch_t_test([1, 1], [1, 1])[2] == 1.0 and welch_t_test([1, 1], [2, 2])[2] == 0.0
 
 
-@pytest.mark.skipif(not (GENOME.exists() and (DATA / "GUE").exists()), reason="shared data folder not present")
 def test_cpu_smoke_study(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one thread is faster than two fighting
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        summary = run_study(StudyConfig(preset="cpu-smoke", fasta=[str(GENOME)], gue=str(DATA / "GUE"),
+        summary = run_study(StudyConfig(preset="cpu-smoke", fasta=[str(GENOME)], gue=str(GUE),
                                         out_dir=str(tmp_path), steps=30))
     finally:
         torch.set_num_threads(threads)
@@ -70,7 +67,7 @@ def test_cpu_smoke_study(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["settings"]["steps"] == 30
     # Resumable: a second call finds every arm finished and only rewrites the report.
     mtime = (tmp_path / "pretrain" / "ov-dnabert" / "metrics.jsonl").stat().st_mtime
-    run_study(StudyConfig(preset="cpu-smoke", fasta=[str(GENOME)], gue=str(DATA / "GUE"), out_dir=str(tmp_path),
+    run_study(StudyConfig(preset="cpu-smoke", fasta=[str(GENOME)], gue=str(GUE), out_dir=str(tmp_path),
                           steps=30))
     assert (tmp_path / "pretrain" / "ov-dnabert" / "metrics.jsonl").stat().st_mtime == mtime
 

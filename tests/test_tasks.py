@@ -15,10 +15,7 @@ from randommask.tasks import (
     load_task,
     task_group,
 )
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-GUE = DATA / "GUE"
-needs_gue = pytest.mark.skipif(not GUE.is_dir(), reason="GUE data not present")
+from realdata import GUE
 
 
 def _write(folder: Path, name: str, text: str) -> Path:
@@ -41,7 +38,6 @@ def _task(folder: Path, train=GOOD, dev=GOOD, test=GOOD) -> Path:
 # ------------------------------------------------------------------------------- real GUE tasks
 
 
-@needs_gue
 def test_load_standard_task():
     t = load_task(GUE / "prom" / "prom_core_all")
     assert t.name == "prom/prom_core_all" and t.group == "CPD"
@@ -58,7 +54,6 @@ def test_load_standard_task():
     assert t.hparams["epochs"] == 4
 
 
-@needs_gue
 def test_load_fallback_task():
     folder = GUE / "EMP" / "H3"
     assert not (folder / "train.csv").exists()
@@ -93,15 +88,41 @@ def test_load_fallback_task():
     assert len(load_task(folder, dev_holdout=0.2).dev) == round(0.2 * n)
 
 
-@needs_gue
-def test_find_tasks_selectors():
-    everything = find_tasks(GUE)
-    rel = [p.relative_to(GUE).as_posix() for p in everything]
-    assert rel == sorted(rel) and "EMP/H3" in rel and "prom/prom_core_all" in rel and "tf/0" in rel
+# The task folders of the GUE copy the project is developed with (../shared/data/GUE), without Covid.
+GUE_LAYOUT = ("EMP/H3", "EMP/H3K14ac", "EMP/H3K36me3", "EMP/H3K4me1", "EMP/H3K4me2", "EMP/H3K79me3", "EMP/H3K9ac",
+              "EMP/H4", "EMP/H4ac", "mouse/0", "mouse/1", "mouse/3", "mouse/4", "prom/prom_300_all",
+              "prom/prom_300_notata", "prom/prom_300_tata", "prom/prom_core_all", "prom/prom_core_notata",
+              "splice/reconstructed", "tf/0", "tf/1", "tf/2", "tf/4")
+
+
+def test_committed_excerpts_are_whole_real_tasks():
+    assert sorted(p.relative_to(GUE).as_posix() for p in find_tasks(GUE)) == [
+        "EMP/H3", "mouse/0", "prom/prom_core_all", "tf/0"]
+    for folder in find_tasks(GUE):
+        for split in ("train", "dev", "test"):
+            if (folder / f"{split}.csv").exists():
+                seqs, labels = load_csv(folder / f"{split}.csv")
+                assert len(seqs) == 200 and set(labels.tolist()) == {0, 1}
+
+
+@pytest.fixture
+def gue_layout(tmp_path) -> Path:
+    """GUE's folder layout, each task holding a real excerpt's test.csv (selectors only read the folders)."""
+    text = (GUE / "tf" / "0" / "test.csv").read_text()
+    for rel in GUE_LAYOUT:
+        _write(tmp_path / rel, "test.csv", text)
+    return tmp_path
+
+
+def test_find_tasks_selectors(gue_layout):
+    root = gue_layout
+    everything = find_tasks(root)
+    rel = [p.relative_to(root).as_posix() for p in everything]
+    assert rel == sorted(rel) == sorted(GUE_LAYOUT)
     assert all(task_group(r) in GROUPS for r in rel)
 
     def sel(*s):
-        return [p.relative_to(GUE).as_posix() for p in find_tasks(GUE, list(s))]
+        return [p.relative_to(root).as_posix() for p in find_tasks(root, list(s))]
 
     emp = sel("EMP")
     assert emp and all(r.startswith("EMP/") for r in emp) and len(emp) == 9
@@ -112,9 +133,9 @@ def test_find_tasks_selectors():
     assert sel("prom/prom_core_*") == sel("CPD")
     assert sel("TF-M", "tf/0") == ["mouse/0", "mouse/1", "mouse/3", "mouse/4", "tf/0"]
     with pytest.raises(RandomMaskError, match="unknown selector 'nope'.*EMP, TF-H"):
-        find_tasks(GUE, ["nope"])
+        find_tasks(root, ["nope"])
     with pytest.raises(RandomMaskError, match="group Covid has no task"):
-        find_tasks(GUE, ["Covid"])
+        find_tasks(root, ["Covid"])
 
 
 def test_find_tasks_tmp(tmp_path):

@@ -35,6 +35,12 @@ class Command:
     load: Callable[[dict], Any] | None = None  # plain data -> config (default: from_dict + its checks)
 
 
+def resume_option(help_text: str) -> tuple[str, dict]:
+    """``--resume`` (bare: True) or ``--resume auto``, for `Command.extra`; put it last or write ``--resume=auto``."""
+    return ("--resume", {"nargs": "?", "const": True, "default": False, "choices": ["auto"], "metavar": "auto",
+                         "help": help_text})
+
+
 def _is_list(tp: Any) -> bool:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):

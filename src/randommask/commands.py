@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from randommask.cli import Command
+from randommask.cli import Command, resume_option
 from randommask.errors import RandomMaskError
 
 # Modules with a cli_commands() function, after the ones defined here.
@@ -65,8 +65,9 @@ def all_commands() -> list[Command]:
                 aliases={"--out": "out_dir", "--store": "data.store", "--masking": "masking.strategy",
                          "--lr": "optim.lr", "--batch-size": "batch_size", "--max-tokens": "data.max_tokens",
                          "--workers": "data.num_workers"},
-                flags=[("--resume", "continue the run in the output folder from its latest checkpoint")],
-                extra=[("--init-from", {"metavar": "RUN", "default": None,
+                extra=[resume_option("continue the run in the output folder from its latest checkpoint (there must "
+                                     "be one); --resume auto: continue when there is one, start the run otherwise"),
+                       ("--init-from", {"metavar": "RUN", "default": None,
                                         "help": "start from the weights of another run folder"})]),
     ]
     for name in COMMAND_MODULES:

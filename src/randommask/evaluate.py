@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from randommask.cli import Command
+from randommask.cli import Command, resume_option
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
@@ -307,4 +307,6 @@ def cli_commands() -> list[Command]:
     return [Command(
         "benchmark", "Fine-tune a model (or --from-scratch) on GUE tasks x seeds; results.csv/.json/.md, resumable.",
         BenchmarkConfig, run_benchmark, load=load_benchmark_config,
-        positionals=[("MODEL", "model", "?"), ("GUE", "gue", "?")], aliases={**ALIASES, "--out": "out_dir"})]
+        positionals=[("MODEL", "model", "?"), ("GUE", "gue", "?")], aliases={**ALIASES, "--out": "out_dir"},
+        extra=[resume_option("accepted for one requeue command line: a benchmark always keeps the finished runs in "
+                             "--out and runs the rest (--resume and --resume auto alike)")])]

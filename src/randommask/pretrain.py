@@ -147,8 +147,9 @@ def load_config(data: dict) -> PretrainConfig:
     return cfg
 
 
-# Fields that may differ between a run and its resumption (they change no training result).
-RESUMABLE_CHANGES = {"steps", "log_interval", "eval_interval", "save_interval", "keep_checkpoints", "progress",
+# Fields that may differ between a run and its resumption (they change no training result). Not `steps`:
+# the learning-rate schedule and the masking phases are planned over them (pretrain refuses a change).
+RESUMABLE_CHANGES = {"log_interval", "eval_interval", "save_interval", "keep_checkpoints", "progress",
                      "device", "out_dir", "data.num_workers", "data.fasta", "data.store", "compile",
                      "activation_checkpointing"}
 
@@ -167,11 +168,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ in a way that would make a resumed run not the same run."""
     a, b = _flatten(saved), _flatten(current)
     diffs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
-    # total_steps follows steps; changing steps moves the RandomMask phase boundaries, so it counts.
-    if a.get("steps") != b.get("steps") and current.get("masking", {}).get("strategy") == "randommask" \
-            and current.get("masking", {}).get("phase_boundaries") is None:
-        diffs.append("steps (moves the RandomMask phase boundaries)")
-    return [d for d in diffs if d != "masking.total_steps"]
+    return [d for d in diffs if d != "masking.total_steps"]  # total_steps follows steps
 
 
 # ------------------------------------------------------------------------------------------ batches
@@ -421,8 +418,13 @@ def evaluate(model: torch.nn.Module, encs: list, tokenizer: KmerTokenizer, maski
 
 
 # ------------------------------------------------------------------------------------------ the loop
-def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = None) -> dict[str, Any]:
-    """Run (or resume) pre-training; returns the last logged figures."""
+def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | None = None) -> dict[str, Any]:
+    """Run (or resume) pre-training; returns the last logged figures.
+
+    ``resume``: False starts a run (refused where the folder has checkpoints), True continues from the
+    latest checkpoint (there must be one), ``"auto"`` continues when there is one and starts otherwise:
+    the one command line a pre-empted, requeued job can repeat.
+    """
     cfg.masking.total_steps = cfg.steps
     cfg.validate()
     d = setup_distributed(cfg.device)
@@ -436,11 +438,18 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
 
     # --- resume: the latest checkpoint of this run folder, checked against the config
     state = None
+    if resume == "auto":
+        resume = ckpt.latest_checkpoint(run_dir) is not None
     if resume:
         path = ckpt.latest_checkpoint(run_dir)
         if path is None:
             raise RandomMaskError(f"{run_dir}: --resume, but the folder has no checkpoint to resume from")
         state = ckpt.load_checkpoint(path)
+        planned = state.get("config", {}).get("steps", cfg.steps)
+        if planned != cfg.steps:
+            raise RandomMaskError(f"{path}: the run was planned over {planned} steps, not {cfg.steps} (the "
+                                  f"learning-rate schedule and masking phases follow them); resume with "
+                                  f"--steps {planned}")
         diffs = config_differences(state.get("config", {}), to_dict(cfg))
         if diffs:
             raise RandomMaskError(f"{path}: checkpoint was made with another config (differs in: "
@@ -541,7 +550,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                                          # Its own generator: creating the iterator must not draw from the
                                          # global RNG, whose state (dropout) the checkpoint restores.
                                          generator=torch.Generator().manual_seed(cfg.seed))
-    log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None, enabled=d.main)
+    # Lines past the start are dropped: a resumed run's after its checkpoint, a new run's left by a killed start.
+    log = MetricsLog(run_dir / "metrics.jsonl", start_step, enabled=d.main)
     if d.main:
         n_params = num_parameters(model)
         global_batch = cfg.batch_size * cfg.grad_accum * d.world

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
+from randommask.cli import Command, resume_option
 from randommask.config import from_dict, load_yaml, save_yaml
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
@@ -173,7 +173,7 @@ def _pretrain_arm(cfg: StudyConfig, p: dict, arm: str, root: Path) -> Path:
     latest = ckpt.latest_checkpoint(run)
     if latest is not None and ckpt.load_checkpoint(latest)["step"] >= p["steps"]:
         return run
-    pretrain(pcfg, resume=latest is not None)
+    pretrain(pcfg, resume="auto")
     return run
 
 
@@ -495,4 +495,6 @@ def run_study_cli(cfg: StudyConfig, ns: argparse.Namespace) -> int:
 def cli_commands() -> list[Command]:
     return [Command("study", "Run the paper's tokenizer x masking experiment grid and report on it.", StudyConfig,
                     run_study_cli, positionals=[("FASTA", "fasta", "*")],
-                    aliases={"--out": "out_dir"}, load=lambda d: from_dict(StudyConfig, d))]
+                    aliases={"--out": "out_dir"}, load=lambda d: from_dict(StudyConfig, d),
+                    extra=[resume_option("accepted for one requeue command line: a study always continues what "
+                                         "--out holds (--resume and --resume auto alike)")])]
