@@ -404,7 +404,8 @@ def draw_dev_curves(recs: list[dict], root: Path) -> Path | None:
         ax.set_title(task)
         ax.set_xlabel("fine-tuning step")
     axes[0].set_ylabel("dev MCC (selection rows)")
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=8)
     out = root / "dev-curves.png"
     fig.tight_layout()
     fig.savefig(out, dpi=110)
