@@ -203,7 +203,7 @@ def test_bad_inputs(tmp_path, capsys):
     bad.write_text("optim:\n  learning_rate: 0.1\n")
     assert "optim: unknown key 'learning_rate'" in err(["pretrain", "--config", str(bad)])
     assert "config.steps: expected an integer, got 'ten'" in err(["pretrain", str(GENOME), "--steps", "ten"])
-    assert "does not fit the model's 512 positions" in err(
+    assert "windows of 600 tokens do not fit the model's 512 positions" in err(
         ["pretrain", str(GENOME), "--max-tokens", "600", "--out", str(tmp_path / "b"), "--progress", "false"])
     assert "optim.grad_clip must be at least 0, got -1.0" in err(["pretrain", str(GENOME), "--optim.grad_clip", "-1"])
     assert "optim.lr must be at least 0, got -0.001" in err(["pretrain", str(GENOME), "--lr=-1e-3"])
