@@ -23,7 +23,7 @@ from realdata import GENOME, GUE
 
 def tiny_preset(**over) -> dict:
     p = dict(PRESETS["replication-smoke"])
-    p.update(steps=6, batch_size=4, max_tokens=32, long_max_tokens=64, long_fraction=1 / 3, log_interval=1,
+    p.update(steps=6, batch_size=4, max_tokens=32, long_max_tokens=64, long_every=3, log_interval=1,
              eval_interval=3, tasks=["prom/prom_core_all", "tf/0"], emp_tasks=[])
     p.update(over)
     return p
@@ -38,31 +38,45 @@ def test_no_curriculum_uses_the_last_phase_from_step_0():
     assert phase_starts(flat) == [0]
 
 
-def test_long_tail_batches_hold_longer_windows_and_the_same_tokens_per_step(tmp_path):
+@pytest.mark.parametrize("placement", [{"long_every": 3}, {"long_fraction": 0.25}])
+def test_long_steps_hold_longer_windows_and_the_same_tokens(tmp_path, placement):
     from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
-    from randommask.pretrain import MaskedBatches, load_config, long_phase
+    from randommask.pretrain import MaskedBatches, load_config, long_shape, long_step
     from randommask.tokenizers import KmerTokenizer
 
     prepare([GENOME], tmp_path / "store", progress=False)
     store = GenomeStore.open(tmp_path / "store")
     cfg = load_config({"out_dir": str(tmp_path / "run"), "steps": 8, "batch_size": 4, "data": {
-        "store": str(tmp_path / "store"), "max_tokens": 32, "long_max_tokens": 64, "long_fraction": 0.25,
-        "short_prob": 0.0}})
-    assert long_phase(cfg) == (6, 2, 64)  # the last quarter: 2 windows of 64 tokens = 4 windows of 32
+        "store": str(tmp_path / "store"), "max_tokens": 32, "long_max_tokens": 64, "short_prob": 0.0, **placement}})
+    long_steps = [s for s in range(8) if long_step(cfg, s) is not None]
+    # Interleaved: steps 2 and 5 (every third); the tail: the last quarter, steps 6 and 7.
+    assert long_steps == ([2, 5] if "long_every" in placement else [6, 7])
+    assert long_shape(cfg) == (2, 64)  # 2 windows of 64 tokens = 4 windows of 32
     tok = KmerTokenizer.from_name("kmer6")
     short = WindowSampler(store, SamplerConfig(tok.bases_for_tokens(30), short_prob=0.0, seed=0), "train")
     long = WindowSampler(store, SamplerConfig(tok.bases_for_tokens(62), short_prob=0.0, seed=0), "train")
     batches = MaskedBatches(short, tok, cfg.masking, cfg, 0, 0, long)
-    assert tuple(batches.batch(5)["input_ids"].shape) == (4, 32)
-    tail = batches.batch(6)
-    assert tuple(tail["input_ids"].shape) == (2, 64) and int(tail["attention_mask"].sum()) == 128
-    assert torch.equal(batches.batch(7)["input_ids"], batches.batch(7)["input_ids"])  # a function of the step
-    # The tail continues the rank's stream where the short windows stopped (6 steps x 4 windows): its masked
-    # labels are the tokens of the long sampler's windows 24 and 25.
-    enc = tok.encode_batch([long.draw(long.global_index(24 + j)) for j in range(2)], max_length=64, truncation=True)
-    labels = tail["labels"].numpy()
-    assert (labels != -100).sum() > 0
-    assert np.array_equal(labels[labels != -100], enc.ids[labels != -100])
+    assert tuple(batches.batch(0)["input_ids"].shape) == (4, 32)
+    for nth, step in enumerate(long_steps):
+        b = batches.batch(step)
+        assert tuple(b["input_ids"].shape) == (2, 64) and int(b["attention_mask"].sum()) == 128
+        assert torch.equal(b["input_ids"], batches.batch(step)["input_ids"])  # a function of the step
+        # The n-th long step reads windows 2n and 2n + 1 of the long stream: its masked labels are their tokens.
+        enc = tok.encode_batch([long.draw(long.global_index(2 * nth + j)) for j in range(2)], max_length=64,
+                               truncation=True)
+        labels = b["labels"].numpy()
+        assert (labels != -100).sum() > 0
+        assert np.array_equal(labels[labels != -100], enc.ids[labels != -100])
+
+
+def test_long_steps_are_placed_one_way():
+    from randommask.pretrain import load_config
+
+    with pytest.raises(RandomMaskError, match="set one of them"):
+        load_config({"data": {"store": "x", "max_tokens": 32, "long_max_tokens": 64, "long_every": 4,
+                              "long_fraction": 0.1}})
+    with pytest.raises(RandomMaskError, match="must exceed"):
+        load_config({"data": {"store": "x", "max_tokens": 32, "long_max_tokens": 32, "long_every": 4}})
 
 
 # ------------------------------------------------------------------------------------------ the plan

@@ -249,8 +249,9 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
         data = pre.config.get("data") or {}
         max_tokens = data.get("max_tokens") if state.get("kind", "pretrain") == "pretrain" else None
         steps, tail = int(pre.config.get("steps") or 0), float(data.get("long_fraction") or 0.0)
-        if max_tokens and tail > 0 and pre.step > steps - round(steps * tail):  # it trained the long tail too
-            max_tokens = max(max_tokens, int(data.get("long_max_tokens") or 0))
+        every = int(data.get("long_every") or 0)
+        if max_tokens and ((every and pre.step >= every) or (tail > 0 and pre.step > steps - round(steps * tail))):
+            max_tokens = max(max_tokens, int(data.get("long_max_tokens") or 0))  # long steps trained these too
         return ModelSpec(tokenizer=tok, config=ModelConfig.from_dict(pre.model_config),
                          state=None if s.from_scratch else pre.model_state, source=source,
                          pretrain_max_tokens=None if s.from_scratch else max_tokens)

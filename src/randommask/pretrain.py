@@ -53,10 +53,12 @@ class DataConfig:
     reverse_complement_prob: share of windows read from the reverse strand.
     heldout_fraction: the last share of every record, held out for evaluation, never trained on.
     num_workers: DataLoader worker processes that tokenize and mask (0: in the training process).
-    long_max_tokens, long_fraction: BERT's recipe for long positions: the last ``long_fraction`` of the
-        steps draw windows of ``long_max_tokens`` tokens, with the batch cut so that a step holds as
-        many tokens as before (``batch_size * max_tokens // long_max_tokens`` windows). Short windows
-        train position embeddings cheaply; the long tail trains the positions that 500-bp tasks use.
+    long_max_tokens, long_every, long_fraction: some steps draw windows of ``long_max_tokens`` tokens,
+        with the batch cut so that the step holds as many tokens as the others (``batch_size *
+        max_tokens // long_max_tokens`` windows): every ``long_every``-th step (interleaved: every
+        checkpoint has trained all positions), or the last ``long_fraction`` of the steps (BERT's
+        recipe). Short windows learn fast and cheaply; the long steps train the positions that
+        100-bp and 500-bp tasks use. At most one of the two.
     """
 
     fasta: list[str] = field(default_factory=list)
@@ -67,8 +69,9 @@ class DataConfig:
     reverse_complement_prob: float = 0.0
     heldout_fraction: float = 0.01
     num_workers: int = 0
-    long_max_tokens: int = 0  # tokens per window in the long tail (0: no long tail)
-    long_fraction: float = 0.0  # share of the steps, at the end, with long_max_tokens windows
+    long_max_tokens: int = 0  # tokens per window of the long steps (0: none)
+    long_every: int = 0  # every n-th step draws long windows (0: none)
+    long_fraction: float = 0.0  # share of the steps, at the end, with long windows
 
 
 @dataclass
@@ -121,9 +124,14 @@ class PretrainConfig:
             raise RandomMaskError(f"config: data.max_tokens must be at least 8, got {self.data.max_tokens}")
         if not 0.0 <= self.data.long_fraction < 1.0:
             raise RandomMaskError(f"config: data.long_fraction must be in [0, 1), got {self.data.long_fraction}")
-        if self.data.long_fraction > 0 and self.data.long_max_tokens <= self.data.max_tokens:
+        if self.data.long_every < 0 or self.data.long_every == 1:
+            raise RandomMaskError(f"config: data.long_every must be 0 (off) or at least 2, got {self.data.long_every}")
+        if self.data.long_every and self.data.long_fraction:
+            raise RandomMaskError("config: data.long_every and data.long_fraction are two ways to place the long "
+                                  "steps; set one of them")
+        if (self.data.long_fraction > 0 or self.data.long_every) and self.data.long_max_tokens <= self.data.max_tokens:
             raise RandomMaskError(f"config: data.long_max_tokens ({self.data.long_max_tokens}) must exceed "
-                                  f"data.max_tokens ({self.data.max_tokens}) when data.long_fraction is set")
+                                  f"data.max_tokens ({self.data.max_tokens}) when long steps are asked for")
         if not self.data.fasta and not self.data.store:
             raise RandomMaskError("config: no training data; give FASTA files (data.fasta) or a prepared store "
                                   "(data.store)")
@@ -131,14 +139,25 @@ class PretrainConfig:
             raise RandomMaskError(f"config: device must be auto, cpu or cuda, got {self.device!r}")
 
 
-def long_phase(cfg: PretrainConfig) -> tuple[int, int, int]:
-    """(first step of the long-window tail, its windows per micro-batch, its tokens per window); the first
-    step is ``cfg.steps`` when the run has no tail."""
+def long_step(cfg: PretrainConfig, step: int) -> int | None:
+    """The ordinal of ``step`` among the run's long-window steps (0, 1, ...), or None for a short step."""
     d = cfg.data
-    if not d.long_max_tokens or d.long_fraction <= 0:
-        return cfg.steps, cfg.batch_size, d.max_tokens
-    start = cfg.steps - round(cfg.steps * d.long_fraction)
-    return start, max(1, cfg.batch_size * d.max_tokens // d.long_max_tokens), d.long_max_tokens
+    if not d.long_max_tokens:
+        return None
+    if d.long_every:
+        return step // d.long_every if step % d.long_every == d.long_every - 1 else None
+    start = cfg.steps - round(cfg.steps * d.long_fraction) if d.long_fraction > 0 else cfg.steps
+    return step - start if step >= start else None
+
+
+def long_shape(cfg: PretrainConfig) -> tuple[int, int]:
+    """(windows per micro-batch, tokens per window) of a long step: as many tokens as a short step."""
+    return max(1, cfg.batch_size * cfg.data.max_tokens // cfg.data.long_max_tokens), cfg.data.long_max_tokens
+
+
+def has_long_steps(cfg: PretrainConfig) -> bool:
+    return any(long_step(cfg, s) is not None for s in (cfg.steps - 1, cfg.data.long_every - 1)) \
+        if cfg.data.long_max_tokens else False
 
 def load_config(data: dict) -> PretrainConfig:
     cfg = from_dict(PretrainConfig, data)
@@ -189,13 +208,12 @@ class MaskedBatches(torch.utils.data.IterableDataset):
     def batch(self, micro: int) -> dict[str, torch.Tensor]:
         cfg, tok = self.cfg, self.tokenizer
         step, a = divmod(micro, cfg.grad_accum)
-        long_start, long_batch, long_tokens = long_phase(cfg)
-        if step < long_start or self.long_sampler is None:
+        nth = long_step(cfg, step)
+        if nth is None or self.long_sampler is None:
             sampler, size, max_tokens, first = self.sampler, cfg.batch_size, cfg.data.max_tokens, micro * cfg.batch_size
-        else:  # the long tail continues the rank's stream where the short windows stopped
-            short = long_start * cfg.grad_accum * cfg.batch_size
-            sampler, size, max_tokens = self.long_sampler, long_batch, long_tokens
-            first = short + (micro - long_start * cfg.grad_accum) * long_batch
+        else:  # the long steps read their own window stream, the n-th long step its n-th windows
+            size, max_tokens = long_shape(cfg)
+            sampler, first = self.long_sampler, (nth * cfg.grad_accum + a) * size
         windows = [sampler.draw(sampler.global_index(first + j)) for j in range(size)]
         enc = tok.encode_batch(windows, max_length=max_tokens, truncation=True)
         inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(cfg.seed, step, self.rank, a),
@@ -476,7 +494,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
         # the padding is invisible outside the model (logits sliced, HF export strips it), and is the same on
         # every device so that a checkpoint's shapes do not depend on where the run started.
         mconf = model_config(cfg.preset, tokenizer.vocab_size, **{"pad_vocab_multiple": 64, **cfg.model})
-    longest = max(cfg.data.max_tokens, long_phase(cfg)[2])
+    longest = max(cfg.data.max_tokens, long_shape(cfg)[1] if has_long_steps(cfg) else 0)
     if mconf.max_position_embeddings < longest:
         raise RandomMaskError(f"config: windows of {longest} tokens do not fit the model's "
                               f"{mconf.max_position_embeddings} positions")
@@ -507,7 +525,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
                          heldout_fraction=cfg.data.heldout_fraction, seed=cfg.seed)
     train_sampler = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
     long_sampler = None
-    if long_phase(cfg)[0] < cfg.steps:
+    if has_long_steps(cfg):
         long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
         long_sampler = WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank,
                                      world_size=d.world)
@@ -558,7 +576,9 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
         print(f"randommask pretrain: {cfg.preset} model ({n_params / 1e6:.2f}M parameters), tokenizer "
               f"{tokenizer.name}, masking {masking.strategy}, {cfg.steps} steps x {global_batch} windows of "
               f"{cfg.data.max_tokens} tokens on {device.type}"
-              + (f" (from step {long_phase(cfg)[0]}: {long_phase(cfg)[1]} windows of {long_phase(cfg)[2]} tokens)"
+              + (f" (long steps: {long_shape(cfg)[0]} windows of {long_shape(cfg)[1]} tokens, "
+                 + (f"every {cfg.data.long_every}th step)" if cfg.data.long_every else
+                    f"from step {cfg.steps - round(cfg.steps * cfg.data.long_fraction)})")
                  if long_sampler is not None else "") + (f" x {d.world} ranks" if d.world > 1 else "")
               + (f", resuming at step {start_step}" if start_step else ""), flush=True)
 

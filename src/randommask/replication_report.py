@@ -171,8 +171,10 @@ def write_report(p: dict[str, Any], root: Path, commit: str) -> dict[str, Any]:
     L: list[str] = [
         f"# The replication study (`{p.get('name', 'cpu-replication')}`)", "",
         f"Code: commit `{commit}`. Pre-training per unit: `{p['model_preset']}` model, {p['steps']} steps x "
-        f"{p['batch_size']} windows of {p['max_tokens']} tokens (the last {p['long_fraction']:.0%} of steps at "
-        f"{p['long_max_tokens']}-token windows, same tokens per step), "
+        f"{p['batch_size']} windows of {p['max_tokens']} tokens ("
+        + (f"every {p['long_every']}th step" if p.get("long_every") else
+           f"the last {p.get('long_fraction', 0):.0%} of steps")
+        + f" at {p['long_max_tokens']}-token windows, same tokens per step), "
         f"{p['steps'] * tokens_per_step / 1e6:.1f} M tokens, peak learning rate {p['lr']:g}, dropout "
         f"{p['dropout']:g}. Fine-tuning: learning rate {p['ft_lr']:g}, dropout {p['ft_dropout']:g}, dev MCC every "
         f"{p['ft_eval_steps']} steps on {p['ft_select_dev']} seeded dev rows, stopped after {p['ft_patience']} "
