@@ -14,7 +14,6 @@ of magnitude more compute; the closing message says how to get there.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -25,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
 from randommask.errors import RandomMaskError
 from randommask.genome import GenomeStore, SamplerConfig, WindowSampler
 from randommask.masking import MaskingConfig, apply_mask, describe, hidden_nucleotides, masking_rng, phase_starts
@@ -77,7 +75,8 @@ def frequency_baseline(train_windows: list[np.ndarray], labels: np.ndarray,
     return loss, acc
 
 
-def run_demo(cfg: DemoConfig, ns: argparse.Namespace) -> int:
+def run_demo(cfg: DemoConfig) -> int:
+    """Pre-train (or resume) the demo run, then print what it reached against the baselines."""
     fasta = find_data(cfg)
     out = Path(cfg.out_dir)
     pcfg = load_config({
@@ -145,8 +144,3 @@ def hidden_per_span(enc: Encoding, masking: MaskingConfig, step: int, tok: KmerT
                             tok.kmer_ids)
     rep = hidden_nucleotides(mask, enc.spans)
     return float(rep.run_hidden.mean()) if rep.run_hidden.size else 0.0
-
-
-def cli_commands() -> list[Command]:
-    return [Command("demo", "Pre-train the tiny model with RandomMask on human chromosome 20 and report.",
-                    DemoConfig, run_demo, aliases={"--out": "out_dir"})]

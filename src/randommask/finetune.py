@@ -33,7 +33,6 @@ same folder restarts from scratch.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -48,7 +47,6 @@ import torch
 import torch.nn.functional as F
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
@@ -527,20 +525,3 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
           f"{test_m['mcc']:.4f}, F1 {test_m['f1']:.4f}, accuracy {test_m['accuracy']:.4f} ({wall:.0f} s); "
           f"{out / RESULTS}", flush=True)
     return results
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def run_finetune(cfg: FinetuneConfig, ns: argparse.Namespace) -> int:
-    finetune(cfg)
-    return 0
-
-
-#: Options every fine-tuning command shares, with short aliases.
-ALIASES = {"--lr": "learning_rate"}
-
-
-def cli_commands() -> list[Command]:
-    return [Command(
-        "finetune", "Fine-tune a pre-trained run (or --from-scratch) on one GUE task folder; best dev MCC model, "
-        "test scored once.", FinetuneConfig, run_finetune, load=load_finetune_config,
-        positionals=[("MODEL", "model", "?"), ("TASK", "task", "?")], aliases={**ALIASES, "--out": "out_dir"})]

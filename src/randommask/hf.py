@@ -21,7 +21,6 @@ Nothing here imports ``transformers``: the files are written and read directly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,8 +31,7 @@ from typing import Any
 import torch
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
-from randommask.config import from_dict, load_yaml
+from randommask.config import from_dict
 from randommask.errors import RandomMaskError
 from randommask.files import fsync_dir
 from randommask.model import (
@@ -47,7 +45,7 @@ from randommask.model import (
 )
 from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer
 
-__all__ = ["ExportConfig", "ImportConfig", "cli_commands", "export_run", "import_hf"]
+__all__ = ["ExportConfig", "ImportConfig", "export_run", "import_hf"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -552,30 +550,3 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def run_export(cfg: ExportConfig, ns: argparse.Namespace) -> int:
-    if not cfg.run or not cfg.out:
-        raise RandomMaskError("give the run folder and the output folder: randommask export RUN OUT")
-    out = export_run(cfg.run, cfg.out, checkpoint=cfg.checkpoint, force=cfg.force)
-    print(f"exported {cfg.run} to {out}: load it with transformers' from_pretrained({str(out)!r})")
-    return 0
-
-
-def run_import(cfg: ImportConfig, ns: argparse.Namespace) -> int:
-    if not cfg.source or not cfg.out:
-        raise RandomMaskError("give the Hugging Face folder and the output folder: randommask import HF_FOLDER OUT")
-    out = import_hf(cfg.source, cfg.out, stride=cfg.stride, force=cfg.force)
-    info = load_yaml(out / "config.yaml")
-    print(f"imported {cfg.source} into {out} (tokenizer {info['tokenizer']}); "
-          f"use it with --init-from {out} or as the model of finetune, embed, analyze")
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    return [
-        Command("export", "Export a run folder as a Hugging Face transformers folder (config.json, "
-                "model.safetensors, tokenizer files, model card).", ExportConfig, run_export,
-                positionals=[("RUN", "run", None), ("OUT", "out", None)]),
-        Command("import", "Import a Hugging Face BertForMaskedLM folder (e.g. DNABERT) as a randommask run "
-                "folder.", ImportConfig, run_import,
-                positionals=[("HF_FOLDER", "source", None), ("OUT", "out", None)]),
-    ]

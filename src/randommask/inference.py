@@ -27,7 +27,6 @@ silently. Both commands run in batches on CPU or GPU (bf16 autocast on CUDA) wit
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import io
@@ -39,8 +38,6 @@ import numpy as np
 import torch
 
 from randommask.alphabet import str_to_codes
-from randommask.cli import Command
-from randommask.config import from_dict
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_bytes, atomic_write_text
 from randommask.finetune import autocast_for, open_run
@@ -419,34 +416,3 @@ def embed(cfg: EmbedConfig) -> dict:
         print(f"note: {note}")
     return {"out": str(out), "ids": str(ids_path), "shape": tuple(emb.shape), "too_long": int(plan.too_long.sum()),
             "truncated": int(plan.truncated.sum()), "max_length": max_length}
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def _load(cls: type) -> Callable[[dict], InferenceOptions]:
-    def load(data: dict) -> InferenceOptions:
-        cfg = from_dict(cls, data)
-        cfg.validate()
-        return cfg
-
-    return load
-
-
-def run_predict(cfg: PredictConfig, ns: argparse.Namespace) -> int:
-    predict(cfg)
-    return 0
-
-
-def run_embed(cfg: EmbedConfig, ns: argparse.Namespace) -> int:
-    embed(cfg)
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    positionals = [("MODEL", "model", "?"), ("INPUT", "input", "?")]
-    return [
-        Command("predict", "Class probabilities of a fine-tuned run for sequences in a FASTA or CSV file.",
-                PredictConfig, run_predict, load=_load(PredictConfig),
-                positionals=positionals),
-        Command("embed", "Embeddings (mean-pooled or [CLS]) of sequences in a FASTA or CSV file, to .npy.",
-                EmbedConfig, run_embed, load=_load(EmbedConfig), positionals=positionals),
-    ]

@@ -26,7 +26,6 @@ finished), so a grid can be spread over several short device calls.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -37,8 +36,7 @@ from typing import Any
 import numpy as np
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
-from randommask.config import from_dict, load_yaml, save_yaml
+from randommask.config import load_yaml, save_yaml
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
 from randommask.metrics import welch_t_test
@@ -467,14 +465,3 @@ def render_report(s: dict, p: dict, preset: str, figure: Path | None = None) -> 
     lines += ["", f"Verdicts compare task-averaged test MCC over seeds with Welch's t-test (two-sided): a difference "
               f"with p >= {ALPHA:g} is inconclusive, not a finding either way.", ""]
     return "\n".join(lines)
-
-
-def run_study_cli(cfg: StudyConfig, ns: argparse.Namespace) -> int:
-    run_study(cfg)
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    return [Command("study", "Run the paper's tokenizer x masking experiment grid and report on it.", StudyConfig,
-                    run_study_cli, positionals=[("FASTA", "fasta", "*")],
-                    aliases={"--out": "out_dir"}, load=lambda d: from_dict(StudyConfig, d))]

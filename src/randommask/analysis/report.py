@@ -15,7 +15,6 @@ and ``report.md`` linking the figures. The sections follow the paper's empirical
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -26,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from randommask.cli import Command
 from randommask.errors import RandomMaskError
 
 FIGURES = {
@@ -425,11 +423,3 @@ def render_report(v: dict, cfg: AnalyzeConfig) -> str:
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def run_analyze(cfg: AnalyzeConfig, ns: argparse.Namespace) -> int:
-    analyze(cfg)
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    return [Command("analyze", "Figures and a report on a pre-training run: curves, embeddings, attention, "
-                    "layers, masks.", AnalyzeConfig, run_analyze, positionals=[("RUN", "run", None)])]
