@@ -93,7 +93,7 @@ def run_demo(cfg: DemoConfig) -> int:
     minutes = (time.perf_counter() - t0) / 60
     if final.get("stopped_early"):
         return 0
-    pre = ckpt.load_pretrained(out)
+    pre = ckpt.open_run(out)
     tok = pre.tokenizer
     store = GenomeStore.open(out / "genome")
     scfg = SamplerConfig(window_nt=tok.bases_for_tokens(cfg.max_tokens - 2), short_prob=0.0, seed=cfg.seed)

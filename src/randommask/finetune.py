@@ -33,7 +33,6 @@ same folder restarts from scratch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -58,7 +57,7 @@ from randommask.model import (
     model_config,
     num_parameters,
 )
-from randommask.pretrain import pick_device
+from randommask.runtime import adamw, autocast_for, linear_schedule, pick_device
 from randommask.tasks import Split, Task, load_task
 from randommask.tokenizers import KmerTokenizer
 
@@ -66,11 +65,9 @@ __all__ = [
     "FinetuneConfig",
     "FinetuneSettings",
     "ModelSpec",
-    "autocast_for",
     "build_classifier",
     "count_truncated",
     "finetune",
-    "open_run",
     "plan_training",
     "predict_logits",
     "resolve_model",
@@ -199,33 +196,6 @@ class ModelSpec:
     pretrain_max_tokens: int | None = None  # window length of pre-training: later positions are untrained
 
 
-def open_run(run_dir: str | Path) -> tuple[ckpt.Pretrained, dict]:
-    """`checkpoint.load_pretrained` plus the checkpoint's other entries (kind, task, labels, max_length).
-
-    ``run_dir`` is a run folder (its latest checkpoint) or one ``checkpoints/step-N.pt`` file of a run
-    (fine-tuning from a point part-way through pre-training).
-
-    Reads the checkpoint once: a base model's file is hundreds of MB.
-    """
-    run_dir = Path(run_dir)
-    if run_dir.is_file() and run_dir.suffix == ".pt":  # one checkpoint of a run: <run>/checkpoints/step-N.pt
-        path: Path | None = run_dir
-        run_dir = run_dir.parent.parent
-    else:
-        path = ckpt.latest_checkpoint(run_dir) if run_dir.is_dir() else None
-    if path is None:
-        ckpt.load_pretrained(run_dir)  # raises its one-line error: no folder, or not a run folder
-        raise AssertionError("unreachable")
-    state = ckpt.load_checkpoint(path)
-    for key in ("model", "model_config", "tokenizer"):
-        if key not in state:
-            raise RandomMaskError(f"{path}: not a randommask checkpoint (no {key!r} entry)")
-    pre = ckpt.Pretrained(run_dir=run_dir, checkpoint=path, tokenizer=ckpt.tokenizer_from_state(run_dir, state),
-                          model_config=dict(state["model_config"]), model_state=state["model"],
-                          config=dict(state.get("config") or {}), step=int(state.get("step", 0)))
-    return pre, state
-
-
 def with_stride(tok: KmerTokenizer, stride: int | None) -> KmerTokenizer:
     """The same vocabulary read with another stride (1: overlapping, k: non-overlapping)."""
     if stride is None or stride == tok.stride:
@@ -236,13 +206,13 @@ def with_stride(tok: KmerTokenizer, stride: int | None) -> KmerTokenizer:
 def resolve_model(s: FinetuneSettings) -> ModelSpec:
     """Open the model folder (or build the from-scratch architecture) once."""
     if s.model:
-        pre, state = open_run(s.model)
+        pre = ckpt.open_run(s.model)
         tok = with_stride(pre.tokenizer, s.tokenizer_stride)
         source = {"run": str(Path(s.model).resolve()), "checkpoint": pre.checkpoint.name, "step": pre.step,
-                  "kind": state.get("kind", "pretrain"), "from_scratch": s.from_scratch,
+                  "kind": pre.kind, "from_scratch": s.from_scratch,
                   "masking": (pre.config.get("masking") or {}).get("strategy")}
         data = pre.config.get("data") or {}
-        max_tokens = data.get("max_tokens") if state.get("kind", "pretrain") == "pretrain" else None
+        max_tokens = data.get("max_tokens") if pre.kind == "pretrain" else None
         steps, tail = int(pre.config.get("steps") or 0), float(data.get("long_fraction") or 0.0)
         if max_tokens and tail > 0 and pre.step > steps - round(steps * tail):  # it trained the long tail too
             max_tokens = max(max_tokens, int(data.get("long_max_tokens") or 0))
@@ -324,20 +294,6 @@ def plan_training(s: FinetuneSettings, task: Task, tokenizer: KmerTokenizer, mco
             "max_length": int(max_length), "weight_decay": s.weight_decay, "grad_clip": s.grad_clip}
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to the peak over ``warmup`` steps, then linear decay to zero at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def autocast_for(device: torch.device) -> Callable[[], Any]:
-    """bf16 autocast on CUDA; full precision on CPU (CPU bf16 is slow and changes results)."""
-    if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 @torch.no_grad()
 def predict_logits(model: torch.nn.Module, tokenizer: KmerTokenizer, seqs: list[str], max_length: int,
                    batch_size: int, device: torch.device, autocast: Callable[[], Any]) -> np.ndarray:
@@ -360,15 +316,6 @@ def score_split(model: torch.nn.Module, tokenizer: KmerTokenizer, split: Split, 
     logits = predict_logits(model, tokenizer, split.sequences, max_length, batch_size, device, autocast)
     loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(split.labels)))
     return {**classification_metrics(split.labels, logits.argmax(-1)), "loss": loss}
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
-    """AdamW (HF Trainer's betas and eps); no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, **({"fused": True} if fused else {}))
 
 
 # ------------------------------------------------------------------------------------------ run folder
@@ -432,8 +379,8 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
     device = pick_device(cfg.device)
     autocast = autocast_for(device)
     model = build_classifier(spec, task.num_classes, cfg.seed, cfg.dropout).to(device)
-    opt = make_optimizer(model, plan["learning_rate"], cfg.weight_decay, fused=device.type == "cuda")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, plan["warmup_steps"], total))
+    opt = adamw(model, plan["learning_rate"], cfg.weight_decay, fused=device.type == "cuda")  # HF Trainer's betas, eps
+    sched = linear_schedule(opt, plan["warmup_steps"], total)
 
     start = "from scratch" if spec.state is None else f"from {spec.source['run']} (step {spec.source['step']})"
     print(f"randommask finetune: {task.name} ({task.group}, {'FALLBACK' if task.fallback else 'standard'} "

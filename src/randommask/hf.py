@@ -9,7 +9,7 @@ weights need no renaming, only the tied decoder aliases left out as HF does on d
 
 import: the reverse, from a local ``BertForMaskedLM`` folder (DNABERT's layout: ``config.json``,
 ``pytorch_model.bin`` or ``model.safetensors``, a ``vocab.txt`` of k-mers in its own order) into a run
-folder whose ``checkpoints/step-0.pt`` every later command opens with `checkpoint.load_pretrained`.
+folder whose ``checkpoints/step-0.pt`` every later command opens with `checkpoint.open_run`.
 The vocabulary keeps its id order; k comes from the k-mers, the stride from ``--stride`` (default:
 what an export recorded, else 1, overlapping, as DNABERT).
 
@@ -138,23 +138,6 @@ def _write_folder(out: Path, force: bool, inputs: list[Path], fill: Any) -> None
 
 
 # ------------------------------------------------------------------------------------------ export
-def _read_run(run_dir: Path, checkpoint: str | None) -> tuple[Path, dict, KmerTokenizer]:
-    """The checkpoint state of a run folder, with the same checks as `checkpoint.load_pretrained`."""
-    if not run_dir.is_dir():
-        raise RandomMaskError(f"{run_dir}: run folder not found")
-    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir)
-    if checkpoint and not path.exists() and (run_dir / ckpt.CHECKPOINT_DIR / checkpoint).exists():
-        path = run_dir / ckpt.CHECKPOINT_DIR / checkpoint  # --checkpoint step-500.pt
-    if path is None:
-        hint = " (it is a Hugging Face folder already)" if (run_dir / "config.json").exists() else ""
-        raise RandomMaskError(f"{run_dir}: not a randommask run folder, no checkpoints/step-N.pt{hint}")
-    state = ckpt.load_checkpoint(path)
-    for key in ("model", "model_config", "tokenizer"):
-        if key not in state:
-            raise RandomMaskError(f"{path}: not a randommask checkpoint (no {key!r} entry)")
-    return path, state, ckpt.tokenizer_from_state(run_dir, state)
-
-
 def _id2label(state: dict, num_labels: int, path: Path) -> dict[int, str]:
     labels = state.get("labels")
     if labels is None:
@@ -349,7 +332,8 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | None = None, 
 
     run_dir, out = Path(run), Path(out)
     _check_out(out, force, [run_dir])
-    path, state, tokenizer = _read_run(run_dir, checkpoint)
+    opened = ckpt.open_run(run_dir, checkpoint)
+    path, state, tokenizer = opened.checkpoint, opened.state, opened.tokenizer
     try:
         mconf = ModelConfig.from_dict(state["model_config"])
     except RandomMaskError as e:

@@ -38,12 +38,12 @@ import numpy as np
 import torch
 
 from randommask.alphabet import str_to_codes
+from randommask.checkpoint import open_run
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_bytes, atomic_write_text
-from randommask.finetune import autocast_for, open_run
 from randommask.metrics import classification_metrics
 from randommask.model import BertEncoderModel, BertForSequenceClassification, ModelConfig, load_hf_state_dict
-from randommask.pretrain import pick_device
+from randommask.runtime import autocast_for, pick_device
 from randommask.tokenizers import KmerTokenizer
 
 __all__ = [
@@ -317,7 +317,8 @@ def _tokenizer(tok: KmerTokenizer, stride: int | None) -> KmerTokenizer:
 def predict(cfg: PredictConfig) -> dict:
     """Write the predictions CSV; returns a summary (path, counts, metrics if labels were given)."""
     cfg.validate()
-    pre, state = open_run(cfg.model)
+    pre = open_run(cfg.model)
+    state = pre.state
     if "classifier.weight" not in pre.model_state:
         raise RandomMaskError(f"{pre.checkpoint}: not a fine-tuned classifier (a pre-trained run?); fine-tune it "
                               "with `randommask finetune`, or use `randommask embed`")
@@ -351,7 +352,7 @@ def predict(cfg: PredictConfig) -> dict:
     atomic_write_text(out, buf.getvalue())
     summary: dict = {"out": str(out), "n": len(seqs.ids), "too_long": int(plan.too_long.sum()),
                      "truncated": int(plan.truncated.sum()), "max_length": max_length}
-    msg = f"predicted {len(seqs.ids)} sequences with {pre.run_dir} ({state.get('task', 'task unknown')}) -> {out}"
+    msg = f"predicted {len(seqs.ids)} sequences with {pre.path} ({state.get('task', 'task unknown')}) -> {out}"
     if seqs.labels is not None and all(_is_int(x) for x in seqs.labels):
         summary["metrics"] = classification_metrics(np.array([int(x) for x in seqs.labels]), pred)
         msg += "; against the label column: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
@@ -370,7 +371,7 @@ def _is_int(text: str) -> bool:
 def embed(cfg: EmbedConfig) -> dict:
     """Write the embeddings .npy and its ids file; returns a summary (paths, shape, counts)."""
     cfg.validate()
-    pre, _ = open_run(cfg.model)
+    pre = open_run(cfg.model)
     mconf = ModelConfig.from_dict(pre.model_config)
     tok = _tokenizer(pre.tokenizer, cfg.tokenizer_stride)
     if not -(mconf.num_layers + 1) <= cfg.layer <= mconf.num_layers:

@@ -37,6 +37,15 @@ from randommask.files import atomic_write_text
 from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
 from randommask.masking import MaskingConfig, apply_mask, describe, masking_rng
 from randommask.model import BertForMaskedLM, ModelConfig, load_hf_state_dict, model_config, num_parameters
+from randommask.runtime import (
+    Dist,
+    adamw,
+    autocast_for,
+    linear_schedule,
+    pick_device,
+    setup_distributed,
+    use_deterministic,
+)
 from randommask.tokenizers import KmerTokenizer
 
 
@@ -226,24 +235,15 @@ def eval_batches(sampler: WindowSampler, tokenizer: KmerTokenizer, cfg: Pretrain
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warm-up to the peak, then linear decay to zero at the last step (DNABERT's schedule)."""
-    warm = max(0, min(cfg.optim.warmup_steps, cfg.steps - 1))
-    if step < warm:
-        return (step + 1) / warm
-    return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+def warmup_steps(cfg: PretrainConfig) -> int:
+    """The warm-up, cut to leave at least the last step for decay."""
+    return max(0, min(cfg.optim.warmup_steps, cfg.steps - 1))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, fused: bool) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and LayerNorm weights (as BERT and DNABERT)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kwargs = {"fused": True} if fused else {}
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, **kwargs)
+    """AdamW with the run's settings (`runtime.adamw`: no weight decay on biases and LayerNorm weights)."""
+    o = cfg.optim
+    return adamw(model, o.lr, o.weight_decay, betas=o.betas, eps=o.eps, fused=fused)
 
 
 def compile_model(model: torch.nn.Module, example: dict[str, Any], autocast: Callable[[], Any],
@@ -289,39 +289,6 @@ def _probe_batch(cfg: PretrainConfig, vocab_size: int, device: torch.device) -> 
     labels = torch.where((torch.rand(b, t, generator=g) < 0.15) & am.bool(), ids, torch.full_like(ids, -100))
     return {"input_ids": ids.to(device), "attention_mask": am.to(device), "labels": labels.to(device),
             "masked_only": True}
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RandomMaskError("device cuda was asked for, but no CUDA GPU is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_name: str) -> Dist:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(local)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Dist(rank, world, local)
 
 
 def open_store(cfg: PretrainConfig, run_dir: Path, d: Dist) -> GenomeStore:
@@ -451,7 +418,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                               "or choose another output folder")
     pre = None
     if init_from and state is None:
-        pre = ckpt.load_pretrained(init_from)
+        pre = ckpt.open_run(init_from)
         if pre.tokenizer.k != tokenizer.k:
             raise RandomMaskError(f"{init_from}: its tokenizer is {pre.tokenizer.name}, not {cfg.tokenizer} "
                                   f"(k-mers of {pre.tokenizer.k}, not {tokenizer.k})")
@@ -469,7 +436,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
         mconf = model_config(cfg.preset, tokenizer.vocab_size, **{"pad_vocab_multiple": 64, **cfg.model})
     longest = max(cfg.data.max_tokens, long_phase(cfg)[2])
     if mconf.max_position_embeddings < longest:
-        raise RandomMaskError(f"config: windows of {longest} tokens do not fit the model's "
+        raise RandomMaskError(f"config: a window of {longest} tokens does not fit the model's "
                               f"{mconf.max_position_embeddings} positions")
     if mconf.vocab_size != tokenizer.vocab_size:
         raise RandomMaskError(f"model vocabulary {mconf.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
@@ -482,10 +449,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
             raise RandomMaskError(f"{run_dir}: cannot write the run folder ({e.strerror or e})") from None
 
     if cfg.deterministic:
-        if device.type == "cuda":  # cuBLAS is deterministic only with a fixed workspace, read at its first call
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # On CUDA a few kernels (attention backward) have no deterministic version: warn there, do not stop.
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        use_deterministic(device)
     torch.manual_seed(cfg.seed + d.rank)
 
     # --- data
@@ -511,7 +475,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     if pre is not None:
         load_hf_state_dict(model, pre.model_state)
     opt = make_optimizer(model, cfg, fused=device.type == "cuda")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
+    sched = linear_schedule(opt, warmup_steps(cfg), cfg.steps)
     start_step = 0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -527,8 +491,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     if d.world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
-        else contextlib.nullcontext
+    autocast = autocast_for(device)
     train_model = ddp_model
     if cfg.compile:
         train_model = compile_model(ddp_model, _probe_batch(cfg, mconf.vocab_size, device), autocast, d.main)

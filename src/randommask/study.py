@@ -259,10 +259,10 @@ def pretrain_measures(run: Path) -> dict[str, Any] | None:
 def layer_measures(run: Path, windows: int = 8) -> dict[str, list[float]] | None:
     """Per layer, on held-out windows: mean attention entropy, top-1 share, output effective rank."""
     try:
-        from randommask.analysis.probe import build_model, eval_encoding, open_run, open_store, probe
+        from randommask.analysis.probe import build_model, eval_encoding, open_store, probe
     except ImportError:
         return None
-    r = open_run(run)
+    r = ckpt.open_run(run)
     enc = eval_encoding(r, open_store(r), windows)
     d = probe(build_model(r.model_config, r.model_state), enc, top_k=(1,)).to_dict()
     return {"entropy": d["entropy_per_layer"], "uniform_entropy": d["uniform_entropy"],

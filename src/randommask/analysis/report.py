@@ -169,21 +169,22 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     from randommask import checkpoint as ckpt
     from randommask.analysis import figures as fg
     from randommask.analysis.measures import kmer_labels, relative_change, silhouettes
-    from randommask.analysis.probe import build_model, eval_encoding, open_run, open_store, probe
+    from randommask.analysis.probe import build_model, eval_encoding, open_store, probe, run_masking
+    from randommask.model import ModelConfig
+    from randommask.runtime import pick_device
 
     cfg.validate()
     t0 = time.perf_counter()
     say = print if cfg.progress else (lambda *a, **k: None)
-    run = open_run(cfg.run, cfg.checkpoint)
+    run = ckpt.open_run(cfg.run, cfg.checkpoint)
     out = Path(cfg.out) if cfg.out else run.path / "analysis"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RandomMaskError(f"{out}: cannot create the report folder ({e.strerror or e})") from None
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    tok, mconf = run.tokenizer, run.model_config
-    masking = run.masking
+    device = pick_device(cfg.device)
+    tok, mconf = run.tokenizer, ModelConfig.from_dict(run.model_config)
+    masking = run_masking(run)
     top_k = tuple(sorted(set(cfg.top_k)))
     values: dict[str, Any] = {
         "run": str(run.path), "checkpoint": run.checkpoint.name, "step": run.step,
