@@ -69,3 +69,19 @@ def test_an_old_folder_fine_tunes_analyzes_and_exports(old_run, tmp_path) -> Non
     config = json.loads((out / "config.json").read_text())
     assert config["randommask"]["tokenizer"] == "kmer3"
     assert (out / "model.safetensors").is_file()
+
+
+def test_tokenizers_round_trip_through_their_spec() -> None:
+    from randommask.tokenizers import Tokenizer, from_name, from_spec
+
+    for name in ("kmer6", "kmer3-nonoverlap", "nt"):
+        tok = from_name(name)
+        assert isinstance(tok, Tokenizer)
+        back = from_spec(tok.spec, tok.vocab)
+        assert back.name == name and back.vocab == tok.vocab and back.spec == tok.spec
+    old = {"name": "kmer6", "k": 6, "stride": 1}  # what every run folder has stored
+    assert from_spec(old).spec == old
+    with pytest.raises(RandomMaskError, match="unknown tokenizer type 'bpe'"):
+        from_spec({"type": "bpe", "name": "bpe4096"})
+    tok = from_name("kmer4")
+    assert tok.with_params(stride=4).name == "kmer4-nonoverlap" and tok.with_params(stride=None) is tok

@@ -27,7 +27,7 @@ import torch
 
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text, fsync_dir
-from randommask.tokenizers import KmerTokenizer
+from randommask.tokenizers import Tokenizer, from_spec
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
@@ -122,7 +122,7 @@ class Run:
     path: Path
     checkpoint: Path
     state: dict
-    tokenizer: KmerTokenizer
+    tokenizer: Tokenizer
     model_config: dict
     model_state: dict
     config: dict
@@ -165,12 +165,9 @@ def read_metrics(path: Path) -> list[dict]:
     return out
 
 
-def tokenizer_from_state(run_dir: Path, state: dict) -> KmerTokenizer:
-    info = state.get("tokenizer") or {}
-    vocab = state.get("vocab")
-    if vocab is None:
-        return KmerTokenizer.from_vocab_file(Path(run_dir) / "vocab.txt", stride=info.get("stride", 1))
-    return KmerTokenizer(int(info["k"]), int(info["stride"]), vocab)
+def tokenizer_from_state(run_dir: Path, state: dict) -> Tokenizer:
+    """The tokenizer a checkpoint stores (its spec and vocabulary; the oldest folders: ``vocab.txt``)."""
+    return from_spec(state.get("tokenizer") or {}, state.get("vocab"), Path(run_dir) / "vocab.txt")
 
 
 def open_run(run: str | Path, checkpoint: str | Path | None = None) -> Run:

@@ -28,7 +28,7 @@ from randommask.errors import RandomMaskError
 from randommask.genome import GenomeStore, SamplerConfig, WindowSampler
 from randommask.masking import MaskingConfig, apply_mask, describe, hidden_nucleotides, masking_rng, phase_starts
 from randommask.pretrain import load_config, pretrain
-from randommask.tokenizers import Encoding, KmerTokenizer
+from randommask.tokenizers import Encoding, Tokenizer
 
 DEFAULT_DATA = ("data/genomes/20.fa.gz",)
 
@@ -62,7 +62,7 @@ def find_data(cfg: DemoConfig) -> Path:
 
 
 def frequency_baseline(train_windows: list[np.ndarray], labels: np.ndarray,
-                       tokenizer: KmerTokenizer) -> tuple[float, float]:
+                       tokenizer: Tokenizer) -> tuple[float, float]:
     """Loss and accuracy of predicting every masked k-mer from k-mer frequencies alone (no context)."""
     enc = tokenizer.encode_batch(train_windows)
     ids = enc.ids[~enc.special_mask]
@@ -138,7 +138,7 @@ def run_demo(cfg: DemoConfig) -> int:
     return 0
 
 
-def hidden_per_span(enc: Encoding, masking: MaskingConfig, step: int, tok: KmerTokenizer) -> float:
+def hidden_per_span(enc: Encoding, masking: MaskingConfig, step: int, tok: Tokenizer) -> float:
     """Mean bases truly hidden per masked span at ``step`` (the paper's measure of task difficulty)."""
     _, _, mask = apply_mask(enc.ids, enc.special_mask, masking_rng(0, step, 20_000), masking, step, tok.mask_id,
                             tok.kmer_ids)

@@ -59,7 +59,7 @@ from randommask.model import (
 )
 from randommask.runtime import adamw, autocast_for, linear_schedule, pick_device
 from randommask.tasks import Split, Task, load_task
-from randommask.tokenizers import KmerTokenizer
+from randommask.tokenizers import Tokenizer, from_name
 
 __all__ = [
     "FinetuneConfig",
@@ -189,25 +189,18 @@ def load_finetune_config(data: dict) -> FinetuneConfig:
 class ModelSpec:
     """Tokenizer, architecture and starting weights of fine-tuning, resolved once (benchmark reuses it)."""
 
-    tokenizer: KmerTokenizer
+    tokenizer: Tokenizer
     config: ModelConfig
     state: dict | None  # the run's weights; None from scratch
     source: dict  # where it came from, for results.json
     pretrain_max_tokens: int | None = None  # window length of pre-training: later positions are untrained
 
 
-def with_stride(tok: KmerTokenizer, stride: int | None) -> KmerTokenizer:
-    """The same vocabulary read with another stride (1: overlapping, k: non-overlapping)."""
-    if stride is None or stride == tok.stride:
-        return tok
-    return KmerTokenizer(tok.k, stride, tok.vocab)
-
-
 def resolve_model(s: FinetuneSettings) -> ModelSpec:
     """Open the model folder (or build the from-scratch architecture) once."""
     if s.model:
         pre = ckpt.open_run(s.model)
-        tok = with_stride(pre.tokenizer, s.tokenizer_stride)
+        tok = pre.tokenizer.with_params(stride=s.tokenizer_stride)
         source = {"run": str(Path(s.model).resolve()), "checkpoint": pre.checkpoint.name, "step": pre.step,
                   "kind": pre.kind, "from_scratch": s.from_scratch,
                   "masking": (pre.config.get("masking") or {}).get("strategy")}
@@ -219,7 +212,7 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
         return ModelSpec(tokenizer=tok, config=ModelConfig.from_dict(pre.model_config),
                          state=None if s.from_scratch else pre.model_state, source=source,
                          pretrain_max_tokens=None if s.from_scratch else max_tokens)
-    tok = with_stride(KmerTokenizer.from_name(s.tokenizer or "kmer6"), s.tokenizer_stride)
+    tok = from_name(s.tokenizer or "kmer6").with_params(stride=s.tokenizer_stride)
     preset = s.preset or "tiny"
     source = {"run": None, "from_scratch": True, "preset": preset, "tokenizer": tok.name}
     return ModelSpec(tokenizer=tok, config=model_config(preset, tok.vocab_size), state=None, source=source)
@@ -255,14 +248,14 @@ def subsample(split: Split, n: int | None, seed: int, salt: int) -> Split:
     return Split([split.sequences[i] for i in keep], split.labels[keep], split.source, split.rows[keep])
 
 
-def count_truncated(tokenizer: KmerTokenizer, lengths: np.ndarray, max_length: int) -> int:
+def count_truncated(tokenizer: Tokenizer, lengths: np.ndarray, max_length: int) -> int:
     """How many sequences of these lengths (nt) give more than ``max_length`` tokens."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    n_tok = np.where(lengths >= tokenizer.k, (lengths - tokenizer.k) // tokenizer.stride + 1, 0)
+    n_tok = np.array([tokenizer.num_tokens(int(n)) for n in lengths], dtype=np.int64)
     return int(np.sum(n_tok + 2 > max_length))
 
 
-def plan_training(s: FinetuneSettings, task: Task, tokenizer: KmerTokenizer, mconf: ModelConfig,
+def plan_training(s: FinetuneSettings, task: Task, tokenizer: Tokenizer, mconf: ModelConfig,
                   n_train: int) -> dict[str, Any]:
     """The effective hyper-parameters: the options given, else the task's DNABERT-2 defaults."""
     hp = task.hparams
@@ -295,7 +288,7 @@ def plan_training(s: FinetuneSettings, task: Task, tokenizer: KmerTokenizer, mco
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, tokenizer: KmerTokenizer, seqs: list[str], max_length: int,
+def predict_logits(model: torch.nn.Module, tokenizer: Tokenizer, seqs: list[str], max_length: int,
                    batch_size: int, device: torch.device, autocast: Callable[[], Any]) -> np.ndarray:
     """Class logits [N, C] (float32) of a classifier for sequences, in batches, truncating to max_length."""
     model.eval()
@@ -310,7 +303,7 @@ def predict_logits(model: torch.nn.Module, tokenizer: KmerTokenizer, seqs: list[
     return np.concatenate(out) if out else np.zeros((0, model.num_labels), np.float32)
 
 
-def score_split(model: torch.nn.Module, tokenizer: KmerTokenizer, split: Split, max_length: int, batch_size: int,
+def score_split(model: torch.nn.Module, tokenizer: Tokenizer, split: Split, max_length: int, batch_size: int,
                 device: torch.device, autocast: Callable[[], Any]) -> dict[str, float]:
     """MCC, macro F1, accuracy and mean cross-entropy loss of the model on a split."""
     logits = predict_logits(model, tokenizer, split.sequences, max_length, batch_size, device, autocast)
@@ -453,7 +446,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
     checkpoint_name = None
     if cfg.save_model:
         state = {"step": best_step, "model": best_state, "model_config": model.config.to_dict(),
-                 "tokenizer": {"name": tok.name, "k": tok.k, "stride": tok.stride}, "vocab": list(tok.vocab),
+                 "tokenizer": tok.spec, "vocab": list(tok.vocab),
                  "kind": "finetune", "task": task.name, "labels": labels_list, "max_length": max_len,
                  "config": to_dict(cfg), "dev": best_dev, "source": spec.source}
         checkpoint_name = ckpt.save_checkpoint(out, best_step, state, keep=1).relative_to(out).as_posix()
@@ -462,7 +455,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None) -> dict[str, An
         "kind": "finetune", "task": task.name, "group": task.group, "task_path": str(task.path.resolve()),
         "num_classes": task.num_classes, "labels": labels_list, "fallback": task.fallback,
         "protocol": task.protocol, "seed": cfg.seed, "model": spec.source,
-        "tokenizer": {"name": tok.name, "k": tok.k, "stride": tok.stride},
+        "tokenizer": tok.spec,
         "sizes": sizes, "full_sizes": full_sizes, "subsampled": subsampled, "truncated": truncated,
         "hparams": plan, "best": {"step": best_step, "dev": best_dev}, "test": test_m,
         "checkpoint": checkpoint_name, "device": device.type, "wall_time_s": wall, "config": to_dict(cfg),

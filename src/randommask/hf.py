@@ -43,7 +43,7 @@ from randommask.model import (
     load_hf_state_dict,
     num_parameters,
 )
-from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer
+from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer, Tokenizer
 
 __all__ = ["ExportConfig", "ImportConfig", "export_run", "import_hf"]
 
@@ -156,7 +156,7 @@ def _id2label(state: dict, num_labels: int, path: Path) -> dict[int, str]:
     return out
 
 
-def _tokenizer_files(tokenizer: KmerTokenizer, max_len: int) -> dict[str, dict]:
+def _tokenizer_files(tokenizer: Tokenizer, max_len: int) -> dict[str, dict]:
     pad, unk, cls, sep, mask = SPECIAL_TOKENS
     specials = {"unk_token": unk, "sep_token": sep, "pad_token": pad, "cls_token": cls, "mask_token": mask}
     config = {
@@ -229,11 +229,12 @@ def _masking_lines(config: dict) -> list[str]:
     return lines
 
 
-def _how_trained(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, mconf: ModelConfig,
+def _how_trained(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
                  n_params: int, extra: dict) -> list[str]:
-    overlap = "overlapping" if tokenizer.stride == 1 else "non-overlapping"
-    lines = [f"- Tokenizer: `{tokenizer.name}`, {overlap} {tokenizer.k}-mers (stride {tokenizer.stride}), "
-             f"{tokenizer.vocab_size} tokens ({4 ** tokenizer.k} k-mers and 5 special tokens)",
+    k, s = tokenizer.bases_per_token, tokenizer.bases_between_tokens
+    overlap = "overlapping" if s == 1 else "non-overlapping"
+    lines = [f"- Tokenizer: `{tokenizer.name}`, {overlap} {k}-mers (stride {s}), "
+             f"{tokenizer.vocab_size} tokens ({len(tokenizer.kmer_ids)} k-mers and 5 special tokens)",
              f"- Model: BERT encoder, {mconf.num_layers} layers, hidden size {mconf.hidden_size}, "
              f"{mconf.num_heads} heads, feed-forward {mconf.intermediate_size}, up to "
              f"{mconf.max_position_embeddings} tokens, {n_params / 1e6:.2f}M parameters"
@@ -274,9 +275,9 @@ def _how_trained(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, m
     return lines
 
 
-def _model_card(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, mconf: ModelConfig,
+def _model_card(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
                 n_params: int, id2label: dict[int, str] | None, extra: dict) -> str:
-    k, s = tokenizer.k, tokenizer.stride
+    k, s = tokenizer.bases_per_token, tokenizer.bases_between_tokens
     max_bases = tokenizer.bases_for_tokens(mconf.max_position_embeddings - 2)
     classify = id2label is not None
     auto = "AutoModelForSequenceClassification" if classify else "AutoModelForMaskedLM"
@@ -365,8 +366,9 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | None = None, 
         hf_config["id2label"] = {str(i): name for i, name in sorted(id2label.items())}
         hf_config["label2id"] = {name: i for i, name in sorted(id2label.items())}
     # What an import needs and HF has no field for (transformers keeps unknown keys as they are).
-    hf_config["randommask"] = {"tokenizer": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride,
-                               "kind": kind, "step": int(state.get("step", 0))}
+    hf_config["randommask"] = {"tokenizer": tokenizer.name, "k": tokenizer.bases_per_token,
+                               "stride": tokenizer.bases_between_tokens, "kind": kind,
+                               "step": int(state.get("step", 0))}
     config = dict(state.get("config") or {})
     card = _model_card(kind, config, int(state.get("step", 0)), tokenizer, mconf, num_parameters(model), id2label,
                        state)
@@ -437,7 +439,7 @@ def _load_weights(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     raise RandomMaskError(f"{folder}: no model weights; expected {' or '.join(WEIGHT_FILES[::2])}{hint}")
 
 
-def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: KmerTokenizer) -> ModelConfig:
+def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: Tokenizer) -> ModelConfig:
     model_type = cfg.get("model_type")
     archs = cfg.get("architectures") or []
     if model_type is None and not (archs and all(str(a).startswith("Bert") for a in archs)):
@@ -494,8 +496,10 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
     vocab_path = folder / "vocab.txt"
     if not vocab_path.is_file():
         raise RandomMaskError(f"{vocab_path}: not found; randommask import needs the k-mer vocabulary")
-    probe = KmerTokenizer.from_vocab_file(vocab_path)  # k and the id order (or a clear error)
-    tokenizer = KmerTokenizer(probe.k, _stride(stride, probe.k, recorded.get("stride")), probe.vocab)
+    # A BERT vocab.txt of k-mers (DNABERT's format): k and the id order, or a clear error.
+    probe = KmerTokenizer.from_vocab_file(vocab_path)
+    k = probe.bases_per_token
+    tokenizer = probe.with_params(stride=_stride(stride, k, recorded.get("stride")))
     mconf = _hf_model_config(cfg_path, hf_cfg, tokenizer)
     weights_path, raw = _load_weights(folder)
 
@@ -517,10 +521,9 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
         raise RandomMaskError(f"{weights_path}: {e}") from None
 
     config = {"kind": "import", "source": str(folder.resolve()), "weights": weights_path.name,
-              "tokenizer": tokenizer.name, "stride": tokenizer.stride, "hf_config": hf_cfg}
+              "tokenizer": tokenizer.name, "stride": tokenizer.bases_between_tokens, "hf_config": hf_cfg}
     state = {"step": 0, "model": model.state_dict(), "model_config": mconf.to_dict(),
-             "tokenizer": {"name": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride},
-             "vocab": list(tokenizer.vocab), "config": config, "kind": "import"}
+             "tokenizer": tokenizer.spec, "vocab": list(tokenizer.vocab), "config": config, "kind": "import"}
 
     def fill(tmp: Path) -> None:
         import yaml

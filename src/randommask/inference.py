@@ -44,7 +44,7 @@ from randommask.files import atomic_write_bytes, atomic_write_text
 from randommask.metrics import classification_metrics
 from randommask.model import BertEncoderModel, BertForSequenceClassification, ModelConfig, load_hf_state_dict
 from randommask.runtime import autocast_for, pick_device
-from randommask.tokenizers import KmerTokenizer
+from randommask.tokenizers import Tokenizer
 
 __all__ = [
     "EmbedConfig",
@@ -217,17 +217,18 @@ class WindowPlan:
         return self.too_long & (self.windows == 1)
 
 
-def plan_windows(lengths: np.ndarray, tokenizer: KmerTokenizer, max_length: int, long: str,
+def plan_windows(lengths: np.ndarray, tokenizer: Tokenizer, max_length: int, long: str,
                  overlap: int | None = None) -> WindowPlan:
     """Cut sequences into model inputs of at most ``max_length`` tokens (see the module docstring)."""
     window_nt = tokenizer.bases_for_tokens(max_length - 2)
     if overlap is None:
-        overlap = max(window_nt // 4, tokenizer.k - 1)
+        overlap = max(window_nt // 4, tokenizer.bases_per_token - 1)
     if long == "windows" and overlap >= window_nt:
         raise RandomMaskError(f"window_overlap {overlap} must be smaller than a window ({window_nt} bases)")
     # With overlapping k-mers, windows sharing k - 1 bases lose no k-mer at a seam; a step that is a
     # multiple of the stride keeps non-overlapping k-mers in the same frame in every window.
-    step = max(tokenizer.stride, (window_nt - overlap) // tokenizer.stride * tokenizer.stride)
+    hop = tokenizer.bases_between_tokens
+    step = max(hop, (window_nt - overlap) // hop * hop)
     record, start, end, windows = [], [], [], []
     for i, n in enumerate(np.asarray(lengths, dtype=np.int64).tolist()):
         if n <= window_nt or long == "truncate":
@@ -244,7 +245,7 @@ def plan_windows(lengths: np.ndarray, tokenizer: KmerTokenizer, max_length: int,
                       np.asarray(windows, np.int64), np.asarray(lengths) > window_nt, window_nt, overlap)
 
 
-def _run_windows(seqs: Sequences, plan: WindowPlan, tok: KmerTokenizer, max_length: int, batch_size: int,
+def _run_windows(seqs: Sequences, plan: WindowPlan, tok: Tokenizer, max_length: int, batch_size: int,
                  device: torch.device, progress: bool, desc: str,
                  fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
     """Weighted mean per sequence of ``fn``'s per-window values: fn(ids, mask) -> (values [B, D], weights [B])."""
@@ -309,11 +310,6 @@ def _out_path(opt: InferenceOptions, suffix: str) -> Path:
     return Path(f"{name}{suffix}")
 
 
-def _tokenizer(tok: KmerTokenizer, stride: int | None) -> KmerTokenizer:
-    return tok if stride is None or stride == tok.stride else KmerTokenizer(tok.k, stride, tok.vocab)
-
-
-# ------------------------------------------------------------------------------------------ predict
 def predict(cfg: PredictConfig) -> dict:
     """Write the predictions CSV; returns a summary (path, counts, metrics if labels were given)."""
     cfg.validate()
@@ -323,7 +319,7 @@ def predict(cfg: PredictConfig) -> dict:
         raise RandomMaskError(f"{pre.checkpoint}: not a fine-tuned classifier (a pre-trained run?); fine-tune it "
                               "with `randommask finetune`, or use `randommask embed`")
     mconf = ModelConfig.from_dict(pre.model_config)
-    tok = _tokenizer(pre.tokenizer, cfg.tokenizer_stride)
+    tok = pre.tokenizer.with_params(stride=cfg.tokenizer_stride)
     max_length = _max_length(cfg, int(state.get("max_length") or mconf.max_position_embeddings),
                              mconf.max_position_embeddings)
     seqs = read_sequences(cfg.input)
@@ -373,7 +369,7 @@ def embed(cfg: EmbedConfig) -> dict:
     cfg.validate()
     pre = open_run(cfg.model)
     mconf = ModelConfig.from_dict(pre.model_config)
-    tok = _tokenizer(pre.tokenizer, cfg.tokenizer_stride)
+    tok = pre.tokenizer.with_params(stride=cfg.tokenizer_stride)
     if not -(mconf.num_layers + 1) <= cfg.layer <= mconf.num_layers:
         raise RandomMaskError(f"--layer {cfg.layer} is out of range: the model has layers 0..{mconf.num_layers} "
                               "(0 = embeddings output, -1 = last)")

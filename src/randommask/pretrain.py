@@ -46,7 +46,7 @@ from randommask.runtime import (
     setup_distributed,
     use_deterministic,
 )
-from randommask.tokenizers import KmerTokenizer
+from randommask.tokenizers import Tokenizer, from_name
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -192,7 +192,7 @@ class MaskedBatches(torch.utils.data.IterableDataset):
     is also the order a DataLoader returns them in, so the stream is the same for any worker count.
     """
 
-    def __init__(self, sampler: WindowSampler, tokenizer: KmerTokenizer, masking: MaskingConfig, cfg: PretrainConfig,
+    def __init__(self, sampler: WindowSampler, tokenizer: Tokenizer, masking: MaskingConfig, cfg: PretrainConfig,
                  rank: int, start_step: int, long_sampler: WindowSampler | None = None) -> None:
         super().__init__()
         self.sampler, self.tokenizer, self.masking, self.cfg = sampler, tokenizer, masking, cfg
@@ -224,7 +224,7 @@ class MaskedBatches(torch.utils.data.IterableDataset):
             micro += n
 
 
-def eval_batches(sampler: WindowSampler, tokenizer: KmerTokenizer, cfg: PretrainConfig) -> list:
+def eval_batches(sampler: WindowSampler, tokenizer: Tokenizer, cfg: PretrainConfig) -> list:
     """The fixed held-out windows, tokenized once (masked anew at each evaluation for the current phase)."""
     windows = sampler.eval_windows(cfg.eval_windows)
     encs = []
@@ -367,7 +367,7 @@ class StopSignal:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, encs: list, tokenizer: KmerTokenizer, masking: MaskingConfig, step: int,
+def evaluate(model: torch.nn.Module, encs: list, tokenizer: Tokenizer, masking: MaskingConfig, step: int,
              seed: int, device: torch.device, autocast: Any) -> dict[str, float]:
     """Masked-token loss and accuracy on the held-out windows, masked as training masks at ``step``."""
     model.eval()
@@ -397,9 +397,9 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     if device.type == "cuda" and d.world > 1:
         device = torch.device("cuda", d.local_rank)
     run_dir = Path(cfg.out_dir)
-    tokenizer = KmerTokenizer.from_name(cfg.tokenizer)
+    tokenizer = from_name(cfg.tokenizer)
     masking = cfg.masking
-    masking.k = tokenizer.k if masking.strategy != "bert" else masking.k
+    masking.k = tokenizer.span_unit if masking.strategy != "bert" else masking.k
 
     # --- resume: the latest checkpoint of this run folder, checked against the config
     state = None
@@ -419,11 +419,12 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     pre = None
     if init_from and state is None:
         pre = ckpt.open_run(init_from)
-        if pre.tokenizer.k != tokenizer.k:
+        # Its vocabulary in its own id order (an imported DNABERT's differs from ours), read our way.
+        try:
+            tokenizer = tokenizer.with_vocab(pre.tokenizer.vocab)
+        except RandomMaskError:
             raise RandomMaskError(f"{init_from}: its tokenizer is {pre.tokenizer.name}, not {cfg.tokenizer} "
-                                  f"(k-mers of {pre.tokenizer.k}, not {tokenizer.k})")
-        # Its vocabulary in its own id order (an imported DNABERT's differs from ours), read with our stride.
-        tokenizer = KmerTokenizer(tokenizer.k, tokenizer.stride, pre.tokenizer.vocab)
+                                  "(another vocabulary)") from None
     # --- the model's shape, checked before any data work
     if state is not None:
         mconf = ModelConfig.from_dict(state["model_config"])
@@ -622,7 +623,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
 
 
 def save(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
-         cfg: PretrainConfig, tokenizer: KmerTokenizer, d: Dist) -> None:
+         cfg: PretrainConfig, tokenizer: Tokenizer, d: Dist) -> None:
     """Gather every rank's RNG states (CPU, and CUDA's where the model runs there) and write the checkpoint
     from rank 0."""
     device = next(model.parameters()).device
@@ -637,11 +638,6 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Opti
     state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "rng": {"torch": [c for c, _ in states], "cuda": [g for _, g in states]},
              "config": to_dict(cfg), "model_config": model.config.to_dict(),
-             "tokenizer": {"name": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride},
+             "tokenizer": tokenizer.spec,
              "vocab": list(tokenizer.vocab), "kind": "pretrain"}
     ckpt.save_checkpoint(run_dir, step, state, keep=cfg.keep_checkpoints)
-
-
-def uniform_loss(tokenizer: KmerTokenizer) -> float:
-    """The loss of guessing uniformly among all k-mers: ln(4^k)."""
-    return math.log(len(tokenizer.kmer_ids))

@@ -132,8 +132,8 @@ def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
             "phase": q + 1, "step": int(step), "widths": widths, "spans": int(lengths_a.size),
             "mean_span_tokens": float(lengths_a.mean()) if lengths_a.size else 0.0,
             "mean_hidden_per_span": float(hidden_a.mean()) if hidden_a.size else 0.0,
-            "expected_hidden_per_span": float(np.mean([expected_hidden(w, tokenizer.k, tokenizer.stride)
-                                                       for w in widths])),
+            "expected_hidden_per_span": float(np.mean([
+                expected_hidden(w, tokenizer.bases_per_token, tokenizer.bases_between_tokens) for w in widths])),
             "masked_token_fraction": masked / max(draws * n_tokens, 1),
             "hidden_base_fraction": hid_bases / max(draws * n_bases, 1),
         })
@@ -188,7 +188,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     top_k = tuple(sorted(set(cfg.top_k)))
     values: dict[str, Any] = {
         "run": str(run.path), "checkpoint": run.checkpoint.name, "step": run.step,
-        "tokenizer": {"name": tok.name, "k": tok.k, "stride": tok.stride},
+        "tokenizer": tok.spec,
         "model": mconf.to_dict(), "seed": run.seed,
         "masking": masking.to_dict() if masking else None, "figures": {}, "notes": []}
     notes: list[str] = values["notes"]
@@ -211,7 +211,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     init_model = build_model(mconf, None, run.seed)
     init_state = init_model.state_dict()
     kmers = [tok.vocab[i] for i in tok.kmer_ids]
-    if tok.k >= 2:
+    if tok.bases_per_token >= 2:
         say("analyze: token embeddings")
         key = "bert.embeddings.word_embeddings.weight"
         emb = run.model_state[key][torch.as_tensor(tok.kmer_ids, dtype=torch.long)].float().numpy()
@@ -274,7 +274,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
         say("analyze: what the masks hide")
         rows = mask_hiding(enc, masking, tok, run.seed, cfg.mask_draws)
         values["masks"] = {"strategy": masking.strategy, "draws": cfg.mask_draws, "phases": rows}
-        fg.plot_masks(rows, tok.k, tok.stride, out / FIGURES["masks"])
+        fg.plot_masks(rows, tok.bases_per_token, tok.bases_between_tokens, out / FIGURES["masks"])
         figs["masks"] = FIGURES["masks"]
     else:
         notes.append("The checkpoint's config has no masking section: no mask analysis.")
