@@ -85,3 +85,18 @@ def test_tokenizers_round_trip_through_their_spec() -> None:
         from_spec({"type": "bpe", "name": "bpe4096"})
     tok = from_name("kmer4")
     assert tok.with_params(stride=4).name == "kmer4-nonoverlap" and tok.with_params(stride=None) is tok
+
+
+def test_masking_strategies_describe_themselves_and_plan_without_mutation() -> None:
+    from randommask.masking import STRATEGIES, MaskingConfig, describe_lines, plan
+
+    assert set(STRATEGIES) == {"bert", "dnabert", "randommask"}
+    cfg = MaskingConfig(strategy="randommask")
+    planned = plan(cfg, total_steps=50, span_unit=3)
+    assert (cfg.total_steps, cfg.k) == (10_000, 6)  # the config given is left as it was
+    assert (planned.total_steps, planned.k) == (50, 3)
+    lines = describe_lines(planned)
+    assert lines[0].startswith("- Masking: RandomMask, a curriculum of 5 phases over 50 steps")
+    assert "span widths 3, 5, 7, 9, 11 k-mers" in lines[-1]
+    assert plan(MaskingConfig(strategy="bert"), 50, 3).k == 6  # BERT's masking counts single tokens
+    assert describe_lines(MaskingConfig(strategy="dnabert", k=6))[0].startswith("- Masking: DNABERT, spans of 6")

@@ -785,6 +785,16 @@ class WindowSampler:
         return [self._draw(i, "eval", _EVAL_FIXED, False)[1] for i in range(n)]
 
 
+def held_out_windows(store: GenomeStore, window_nt: int, n: int, seed: int, max_n_fraction: float,
+                     heldout_fraction: float) -> list[np.ndarray]:
+    """The first ``n`` held-out evaluation windows of a run, defined once: pre-training evaluates on them,
+    and analyze and the demo measure on the same ones. They depend only on the store, the window length,
+    the N threshold, the held-out share and the seed (never on short windows or strands)."""
+    scfg = SamplerConfig(window_nt=window_nt, short_prob=0.0, max_n_fraction=max_n_fraction,
+                         heldout_fraction=heldout_fraction, seed=seed)
+    return WindowSampler(store, scfg, "eval").eval_windows(n)
+
+
 class WindowDataset(torch.utils.data.IterableDataset):
     """This rank's windows of a `WindowSampler`, as an iterable dataset for a DataLoader.
 

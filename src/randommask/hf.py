@@ -198,7 +198,7 @@ def _public_config(config: dict) -> dict:
 
 
 def _masking_lines(config: dict) -> list[str]:
-    from randommask.masking import MaskingConfig, centre_probability, phase_starts, span_widths
+    from randommask.masking import MaskingConfig, describe_lines
 
     raw = dict(config.get("masking") or {})
     if not raw:
@@ -207,26 +207,7 @@ def _masking_lines(config: dict) -> list[str]:
         m = from_dict(MaskingConfig, raw, "masking")
     except RandomMaskError:
         return [f"- Masking: `{raw.get('strategy', '?')}` (settings in the config below)"]
-    split = f"{m.mask_token_frac:.0%} [MASK], {m.random_token_frac:.0%} random k-mer, " \
-            f"{1 - m.mask_token_frac - m.random_token_frac:.0%} unchanged"
-    if m.strategy == "bert":
-        return [f"- Masking: BERT, each token chosen with probability {m.mask_prob} ({split})"]
-    if m.strategy == "dnabert":
-        return [f"- Masking: DNABERT, spans of {m.k} consecutive k-mers (the tokens overlapping one "
-                f"nucleotide), centre probability {m.centre_prob} ({split})"]
-    draw = "each span draws its width at random up to the phase maximum" if m.random_width else \
-        "all spans at the phase maximum"
-    lines = [f"- Masking: RandomMask, a curriculum of {m.phases} phases over {m.total_steps} steps whose "
-             f"masked spans widen ({draw}), "
-             f"with the centre probability set so that about {m.target_fraction:.0%} of tokens are masked "
-             f"({split}):"]
-    starts = phase_starts(m)
-    for q, start in enumerate(starts):
-        end = starts[q + 1] - 1 if q + 1 < len(starts) else m.total_steps - 1
-        widths = span_widths(m, start)
-        lines.append(f"  - phase {q + 1}: steps {start}-{end}, span widths "
-                     f"{', '.join(map(str, widths))} k-mers, centre probability {centre_probability(m, start):.4f}")
-    return lines
+    return describe_lines(m)
 
 
 def _how_trained(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,

@@ -34,8 +34,9 @@ from randommask import checkpoint as ckpt
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
-from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
-from randommask.masking import MaskingConfig, apply_mask, describe, masking_rng
+from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, held_out_windows, prepare
+from randommask.masking import IGNORE_INDEX, MaskingConfig, apply_mask, describe, eval_rng, masking_rng, plan
+from randommask.masking import strategy as mask_strategy
 from randommask.model import BertForMaskedLM, ModelConfig, load_hf_state_dict, model_config, num_parameters
 from randommask.runtime import (
     Dist,
@@ -151,7 +152,6 @@ def long_phase(cfg: PretrainConfig) -> tuple[int, int, int]:
 
 def load_config(data: dict) -> PretrainConfig:
     cfg = from_dict(PretrainConfig, data)
-    cfg.masking.total_steps = cfg.steps  # the curriculum is planned over the run's steps
     cfg.validate()
     return cfg
 
@@ -176,10 +176,10 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ in a way that would make a resumed run not the same run."""
     a, b = _flatten(saved), _flatten(current)
     diffs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
-    # total_steps follows steps; changing steps moves the RandomMask phase boundaries, so it counts.
-    if a.get("steps") != b.get("steps") and current.get("masking", {}).get("strategy") == "randommask" \
-            and current.get("masking", {}).get("phase_boundaries") is None:
-        diffs.append("steps (moves the RandomMask phase boundaries)")
+    # total_steps follows steps; where the masking schedule follows the steps, changing them counts.
+    masking = from_dict(MaskingConfig, dict(current["masking"]), "masking") if "masking" in current else None
+    if a.get("steps") != b.get("steps") and masking is not None and mask_strategy(masking).follows_steps(masking):
+        diffs.append(f"steps (moves the {mask_strategy(masking).title} phase boundaries)")
     return [d for d in diffs if d != "masking.total_steps"]
 
 
@@ -224,9 +224,10 @@ class MaskedBatches(torch.utils.data.IterableDataset):
             micro += n
 
 
-def eval_batches(sampler: WindowSampler, tokenizer: Tokenizer, cfg: PretrainConfig) -> list:
+def eval_batches(store: GenomeStore, window_nt: int, tokenizer: Tokenizer, cfg: PretrainConfig) -> list:
     """The fixed held-out windows, tokenized once (masked anew at each evaluation for the current phase)."""
-    windows = sampler.eval_windows(cfg.eval_windows)
+    windows = held_out_windows(store, window_nt, cfg.eval_windows, cfg.seed, cfg.data.max_n_fraction,
+                               cfg.data.heldout_fraction)
     encs = []
     for i in range(0, len(windows), cfg.batch_size):
         encs.append(tokenizer.encode_batch(windows[i : i + cfg.batch_size], max_length=cfg.data.max_tokens,
@@ -286,7 +287,7 @@ def _probe_batch(cfg: PretrainConfig, vocab_size: int, device: torch.device) -> 
     ids = torch.randint(5, vocab_size, (b, t), generator=g)
     am = torch.ones(b, t, dtype=torch.long)
     am[-1, t // 2 :] = 0
-    labels = torch.where((torch.rand(b, t, generator=g) < 0.15) & am.bool(), ids, torch.full_like(ids, -100))
+    labels = torch.where((torch.rand(b, t, generator=g) < 0.15) & am.bool(), ids, torch.full_like(ids, IGNORE_INDEX))
     return {"input_ids": ids.to(device), "attention_mask": am.to(device), "labels": labels.to(device),
             "masked_only": True}
 
@@ -373,7 +374,7 @@ def evaluate(model: torch.nn.Module, encs: list, tokenizer: Tokenizer, masking: 
     model.eval()
     total_loss, total_correct, total = 0.0, 0, 0
     for i, enc in enumerate(encs):
-        inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(seed, 0, 10_000 + i), masking, step,
+        inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, eval_rng(seed, i), masking, step,
                                        tokenizer.mask_id, tokenizer.kmer_ids)
         labels_t = torch.from_numpy(labels.astype(np.int64)).to(device)
         with autocast():
@@ -381,7 +382,7 @@ def evaluate(model: torch.nn.Module, encs: list, tokenizer: Tokenizer, masking: 
                         labels=labels_t, masked_only=True)
         n = int(out.num_masked)
         total_loss += float(out.loss) * n
-        total_correct += int((out.logits.argmax(-1) == labels_t[labels_t != -100]).sum())
+        total_correct += int((out.logits.argmax(-1) == labels_t[labels_t != IGNORE_INDEX]).sum())
         total += n
     model.train()
     return {"eval_loss": total_loss / max(total, 1), "eval_acc": total_correct / max(total, 1)}
@@ -390,7 +391,6 @@ def evaluate(model: torch.nn.Module, encs: list, tokenizer: Tokenizer, masking: 
 # ------------------------------------------------------------------------------------------ the loop
 def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = None) -> dict[str, Any]:
     """Run (or resume) pre-training; returns the last logged figures."""
-    cfg.masking.total_steps = cfg.steps
     cfg.validate()
     d = setup_distributed(cfg.device)
     device = pick_device(cfg.device)
@@ -398,8 +398,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
         device = torch.device("cuda", d.local_rank)
     run_dir = Path(cfg.out_dir)
     tokenizer = from_name(cfg.tokenizer)
+    # The masking planned over this run's steps in the tokenizer's span unit. `cfg` is from here on the
+    # effective config (what config.yaml and the checkpoints record), a new object: the caller's is untouched.
+    cfg = replace(cfg, masking=plan(cfg.masking, cfg.steps, tokenizer.span_unit))
     masking = cfg.masking
-    masking.k = tokenizer.span_unit if masking.strategy != "bert" else masking.k
 
     # --- resume: the latest checkpoint of this run folder, checked against the config
     state = None
@@ -467,8 +469,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
         long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
         long_sampler = WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank,
                                      world_size=d.world)
-    eval_sampler = WindowSampler(store, scfg, "eval")
-    eval_encs = eval_batches(eval_sampler, tokenizer, cfg) if d.main else []
+    eval_encs = eval_batches(store, window_nt, tokenizer, cfg) if d.main else []
 
     # --- model and optimizer
     model = BertForMaskedLM(mconf).to(device)
@@ -531,9 +532,10 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     with StopSignal() as stop:
         while step < cfg.steps:
             info = describe(masking, step)
-            if d.main and info["phase"] != last_phase and masking.strategy == "randommask":
-                msg = (f"step {step}: RandomMask phase {info['phase'] + 1}/{masking.phases}, span widths "
-                       f"{info['width_min']}..{info['width_max']}, centre probability {info['centre_prob']:.4f}")
+            if d.main and info["phase"] != last_phase and mask_strategy(masking).phased:
+                msg = (f"step {step}: {mask_strategy(masking).title} phase {info['phase'] + 1}/{masking.phases}, "
+                       f"span widths {info['width_min']}..{info['width_max']}, "
+                       f"centre probability {info['centre_prob']:.4f}")
                 (bar.write if bar else print)(msg)
                 last_phase = info["phase"]
             model.train()
@@ -556,7 +558,7 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                     if not torch.isfinite(out.loss):
                         continue  # reported (and the update skipped) after the gradient check below
                     window_loss += float(out.loss.detach()) * int(n)
-                    window_correct += int((out.logits.argmax(-1) == labels[labels != -100]).sum())
+                    window_correct += int((out.logits.argmax(-1) == labels[labels != IGNORE_INDEX]).sum())
                     window_masked += int(n)
                     window_tokens += int(am_cpu.sum())
             # grad_clip 0 turns clipping off; the norm is still measured for the finiteness check below.

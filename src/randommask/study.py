@@ -40,6 +40,7 @@ from randommask.config import load_yaml, save_yaml
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
 from randommask.metrics import welch_t_test
+from randommask.tokenizers import from_name, uniform_loss
 
 ARMS: dict[str, tuple[str, str]] = {
     "ov-bert": ("kmer6", "bert"),
@@ -49,7 +50,7 @@ ARMS: dict[str, tuple[str, str]] = {
 }
 FLOOR = math.log(4)  # one base hidden per span: the loss cannot go much below ln 4
 REGIME = 2.0  # the dnabert arm below this loss has learned the overlapping-k-mer shortcut
-UNIFORM = math.log(4**6)  # guessing uniformly among the 4,096 6-mers of every arm
+UNIFORM = uniform_loss(from_name("kmer6"))  # guessing uniformly among the 4,096 6-mers of every arm
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores; exercised in CI. Says nothing about the paper's regime.

@@ -31,6 +31,7 @@ and the k-mer index of every position is computed with k whole-array operations.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -448,6 +449,12 @@ class Tokenizer(Protocol):
     def save_vocab(self, path: str | Path) -> None: ...
     def with_params(self, **params: Any) -> Tokenizer: ...
     def with_vocab(self, vocab: Sequence[str]) -> Tokenizer: ...
+
+
+def uniform_loss(tokenizer: Tokenizer) -> float:
+    """The masked-token loss of guessing uniformly among the ordinary tokens, ln(|kmer_ids|) (ln 4^k for
+    k-mers): the ceiling every training curve is read against."""
+    return math.log(len(tokenizer.kmer_ids))
 
 
 #: The registry: a spec's ``type`` -> its class (``parse_name``, ``from_params``).

@@ -16,7 +16,7 @@ another run's weights instead, which the seed cannot re-create; use ``--referenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from randommask.analysis.measures import AttentionStats, effective_rank
 from randommask.checkpoint import Run
 from randommask.config import from_dict
 from randommask.errors import RandomMaskError
-from randommask.genome import GenomeStore, SamplerConfig, WindowSampler
+from randommask.genome import GenomeStore, held_out_windows
 from randommask.masking import MaskingConfig
 from randommask.model import BertForMaskedLM, ModelConfig
 from randommask.tokenizers import Encoding
@@ -38,9 +38,7 @@ def run_masking(run: Run) -> MaskingConfig | None:
     if not isinstance(data, dict):
         return None
     m = from_dict(MaskingConfig, dict(data), where="masking")
-    if "steps" in run.config:
-        m.total_steps = int(run.config["steps"])
-    return m
+    return replace(m, total_steps=int(run.config["steps"])) if "steps" in run.config else m
 
 
 def open_store(run: Run, store: str | Path | None = None) -> GenomeStore:
@@ -60,10 +58,8 @@ def eval_encoding(run: Run, store: GenomeStore, n: int) -> Encoding:
     data = run.config.get("data") or {}
     tok = run.tokenizer
     window_nt = tok.bases_for_tokens(run.max_tokens - 2)
-    scfg = SamplerConfig(window_nt=window_nt, short_prob=0.0,
-                         max_n_fraction=float(data.get("max_n_fraction", 0.05)),
-                         heldout_fraction=float(data.get("heldout_fraction", 0.01)), seed=run.seed)
-    windows = WindowSampler(store, scfg, "eval").eval_windows(n)
+    windows = held_out_windows(store, window_nt, n, run.seed, float(data.get("max_n_fraction", 0.05)),
+                               float(data.get("heldout_fraction", 0.01)))
     return tok.encode_batch(windows, max_length=run.max_tokens, truncation=True)
 
 

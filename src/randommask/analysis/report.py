@@ -110,7 +110,7 @@ def project_2d(x: np.ndarray, method: str, seed: int, tsne_iter: int) -> tuple[n
 def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
     """Per phase start: masked tokens and truly hidden bases per masked span and per window."""
     from randommask.analysis.measures import expected_hidden
-    from randommask.masking import apply_mask, hidden_nucleotides, masking_rng, phase_starts, span_widths
+    from randommask.masking import analysis_rng, apply_mask, hidden_nucleotides, phase_starts, span_widths
 
     spans = enc.spans
     n_tokens = int(enc.lengths.sum())
@@ -119,7 +119,7 @@ def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
     for q, step in enumerate(phase_starts(masking)):
         lengths, hidden, masked, hid_bases = [], [], 0, 0
         for d in range(draws):
-            _, _, mask = apply_mask(enc.ids, enc.special_mask, masking_rng(seed, step, 20_000 + d), masking, step,
+            _, _, mask = apply_mask(enc.ids, enc.special_mask, analysis_rng(seed, step, d), masking, step,
                                     tokenizer.mask_id, tokenizer.kmer_ids)
             rep = hidden_nucleotides(mask, spans)
             lengths.append(rep.run_lengths)
@@ -172,6 +172,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     from randommask.analysis.probe import build_model, eval_encoding, open_store, probe, run_masking
     from randommask.model import ModelConfig
     from randommask.runtime import pick_device
+    from randommask.tokenizers import uniform_loss
 
     cfg.validate()
     t0 = time.perf_counter()
@@ -198,12 +199,12 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     phases = _phases(masking, run.step)
     if run.metrics:
         say("analyze: training curves")
-        uniform_loss = math.log(len(tok.kmer_ids))
-        fg.plot_curves(run.metrics, phases, uniform_loss, out / FIGURES["curves"])
+        uniform = uniform_loss(tok)
+        fg.plot_curves(run.metrics, phases, uniform, out / FIGURES["curves"])
         figs["curves"] = FIGURES["curves"]
         series = {key: [[m["step"], m[key]] for m in run.metrics if key in m]
                   for key in ("loss", "acc", "eval_loss", "eval_acc")}
-        values["curves"] = {"uniform_loss": uniform_loss, "phases": phases, **series}
+        values["curves"] = {"uniform_loss": uniform, "phases": phases, **series}
     else:
         notes.append("The run has no metrics.jsonl: no training curves.")
 
