@@ -388,46 +388,29 @@ def evaluate(model: torch.nn.Module, encs: list, tokenizer: Tokenizer, masking: 
     return {"eval_loss": total_loss / max(total, 1), "eval_acc": total_correct / max(total, 1)}
 
 
-# ------------------------------------------------------------------------------------------ the loop
-def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = None) -> dict[str, Any]:
-    """Run (or resume) pre-training; returns the last logged figures."""
-    cfg.validate()
-    d = setup_distributed(cfg.device)
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and d.world > 1:
-        device = torch.device("cuda", d.local_rank)
-    run_dir = Path(cfg.out_dir)
-    tokenizer = from_name(cfg.tokenizer)
-    # The masking planned over this run's steps in the tokenizer's span unit. `cfg` is from here on the
-    # effective config (what config.yaml and the checkpoints record), a new object: the caller's is untouched.
-    cfg = replace(cfg, masking=plan(cfg.masking, cfg.steps, tokenizer.span_unit))
-    masking = cfg.masking
+# ------------------------------------------------------------------------------------------ set-up
+def check_resume(cfg: PretrainConfig, run_dir: Path, resume: bool) -> dict | None:
+    """The latest checkpoint of the run folder when resuming (checked against the config), else None; a
+    folder that already holds checkpoints is never overwritten without --resume."""
+    if not resume:
+        if ckpt.latest_checkpoint(run_dir) is not None:
+            raise RandomMaskError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it "
+                                  "or choose another output folder")
+        return None
+    path = ckpt.latest_checkpoint(run_dir)
+    if path is None:
+        raise RandomMaskError(f"{run_dir}: --resume, but the folder has no checkpoint to resume from")
+    state = ckpt.load_checkpoint(path)
+    diffs = config_differences(state.get("config", {}), to_dict(cfg))
+    if diffs:
+        raise RandomMaskError(f"{path}: checkpoint was made with another config (differs in: "
+                              f"{', '.join(diffs[:5])}); resume with the same config or use a new --out")
+    return state
 
-    # --- resume: the latest checkpoint of this run folder, checked against the config
-    state = None
-    if resume:
-        path = ckpt.latest_checkpoint(run_dir)
-        if path is None:
-            raise RandomMaskError(f"{run_dir}: --resume, but the folder has no checkpoint to resume from")
-        state = ckpt.load_checkpoint(path)
-        diffs = config_differences(state.get("config", {}), to_dict(cfg))
-        if diffs:
-            raise RandomMaskError(f"{path}: checkpoint was made with another config (differs in: "
-                                  f"{', '.join(diffs[:5])}); resume with the same config or use a new --out")
-        tokenizer = ckpt.tokenizer_from_state(run_dir, state)
-    elif ckpt.latest_checkpoint(run_dir) is not None:
-        raise RandomMaskError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it "
-                              "or choose another output folder")
-    pre = None
-    if init_from and state is None:
-        pre = ckpt.open_run(init_from)
-        # Its vocabulary in its own id order (an imported DNABERT's differs from ours), read our way.
-        try:
-            tokenizer = tokenizer.with_vocab(pre.tokenizer.vocab)
-        except RandomMaskError:
-            raise RandomMaskError(f"{init_from}: its tokenizer is {pre.tokenizer.name}, not {cfg.tokenizer} "
-                                  "(another vocabulary)") from None
-    # --- the model's shape, checked before any data work
+
+def model_shape(cfg: PretrainConfig, tokenizer: Tokenizer, state: dict | None, pre: ckpt.Run | None) -> ModelConfig:
+    """The model's architecture (the checkpoint's, the starting weights', or the preset's), checked against
+    the windows and the vocabulary before any data work."""
     if state is not None:
         mconf = ModelConfig.from_dict(state["model_config"])
     elif pre is not None:  # the architecture of the starting weights; cfg.model may still change dropout etc.
@@ -443,52 +426,226 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
                               f"{mconf.max_position_embeddings} positions")
     if mconf.vocab_size != tokenizer.vocab_size:
         raise RandomMaskError(f"model vocabulary {mconf.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
-    if d.main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, run_dir / "config.yaml")
-            tokenizer.save_vocab(run_dir / "vocab.txt")
-        except OSError as e:
-            raise RandomMaskError(f"{run_dir}: cannot write the run folder ({e.strerror or e})") from None
+    return mconf
 
-    if cfg.deterministic:
-        use_deterministic(device)
-    torch.manual_seed(cfg.seed + d.rank)
 
-    # --- data
-    store = open_store(cfg, run_dir, d)
+def write_run_folder(run_dir: Path, cfg: PretrainConfig, tokenizer: Tokenizer) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
+        tokenizer.save_vocab(run_dir / "vocab.txt")
+    except OSError as e:
+        raise RandomMaskError(f"{run_dir}: cannot write the run folder ({e.strerror or e})") from None
+
+
+def samplers(cfg: PretrainConfig, store: GenomeStore, tokenizer: Tokenizer,
+             d: Dist) -> tuple[WindowSampler, WindowSampler | None]:
+    """This rank's window streams: the training windows, and the long tail's (None without one)."""
     window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
     scfg = SamplerConfig(window_nt=window_nt, short_prob=cfg.data.short_prob,
                          min_window_nt=min(window_nt, tokenizer.bases_for_tokens(16)),
                          max_n_fraction=cfg.data.max_n_fraction,
                          reverse_complement_prob=cfg.data.reverse_complement_prob,
                          heldout_fraction=cfg.data.heldout_fraction, seed=cfg.seed)
-    train_sampler = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
-    long_sampler = None
-    if long_phase(cfg)[0] < cfg.steps:
-        long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
-        long_sampler = WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank,
-                                     world_size=d.world)
-    eval_encs = eval_batches(store, window_nt, tokenizer, cfg) if d.main else []
+    train = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
+    if long_phase(cfg)[0] >= cfg.steps:
+        return train, None
+    long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
+    return train, WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank, world_size=d.world)
 
-    # --- model and optimizer
+
+def restore(state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, d: Dist,
+            device: torch.device) -> int:
+    """Model, optimizer, schedule and this rank's RNG states from a checkpoint; returns its step."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"][d.rank] if d.rank < len(state["rng"]["torch"])
+                        else state["rng"]["torch"][0])
+    cuda_states = state["rng"].get("cuda") or []  # dropout on a GPU draws from the CUDA generator
+    if device.type == "cuda" and d.rank < len(cuda_states) and cuda_states[d.rank] is not None:
+        torch.cuda.set_rng_state(cuda_states[d.rank], device)
+    return int(state["step"])
+
+
+def batch_loader(batches: MaskedBatches, cfg: PretrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
+                                       pin_memory=device.type == "cuda",
+                                       prefetch_factor=4 if cfg.data.num_workers else None,
+                                       persistent_workers=False,
+                                       # Its own generator: creating the iterator must not draw from the
+                                       # global RNG, whose state (dropout) the checkpoint restores.
+                                       generator=torch.Generator().manual_seed(cfg.seed))
+
+
+# ------------------------------------------------------------------------------------------ the loop's pieces
+@dataclass
+class Training:
+    """What the loop's steps share: the run, its model and optimizer, and where it reports."""
+
+    cfg: PretrainConfig
+    d: Dist
+    device: torch.device
+    run_dir: Path
+    tokenizer: Tokenizer
+    model: torch.nn.Module  # the module itself (parameters, checkpoints, evaluation)
+    ddp_model: torch.nn.Module  # DistributedDataParallel around it (or the model)
+    train_model: Any  # what the forward goes through (compiled, or ddp_model)
+    opt: torch.optim.Optimizer
+    sched: Any
+    autocast: Callable[[], Any]
+    log: MetricsLog
+    bar: Any
+    eval_encs: list
+
+    def say(self, text: str) -> None:
+        (self.bar.write if self.bar else print)(text)
+
+
+@dataclass
+class Window:
+    """Training figures summed since the last log line."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    masked: float = 0.0
+    tokens: float = 0.0
+    t0: float = field(default_factory=time.perf_counter)
+
+
+def forward_backward(t: Training, it: Iterator[dict], step: int, window: Window) -> None:
+    """The step's micro-batches through forward and backward (gradients summed), their figures added to
+    ``window``; a non-finite loss adds none (the update is skipped after the gradient check)."""
+    cfg, device = t.cfg, t.device
+    for a in range(cfg.grad_accum):
+        batch = next(it)
+        assert batch["step"] == step, "batch stream out of step"  # the stream is a function of the step
+        ids = batch["input_ids"].to(device, non_blocking=True).long()
+        am_cpu = batch["attention_mask"]
+        # No padding in the batch: no mask at all, which lets SDPA use its fastest kernels (checked on
+        # the host copy, so no device sync).
+        am = None if bool(am_cpu.all()) else am_cpu.to(device, non_blocking=True)
+        labels = batch["labels"].to(device, non_blocking=True)
+        sync = contextlib.nullcontext() if (t.d.world == 1 or a == cfg.grad_accum - 1) else t.ddp_model.no_sync()
+        with sync, t.autocast():
+            out = t.train_model(ids, am, labels=labels, masked_only=True)
+            loss = out.loss / cfg.grad_accum
+        loss.backward()
+        with torch.no_grad():
+            n = out.num_masked
+            if not torch.isfinite(out.loss):
+                continue
+            window.loss += float(out.loss.detach()) * int(n)
+            window.correct += int((out.logits.argmax(-1) == labels[labels != IGNORE_INDEX]).sum())
+            window.masked += int(n)
+            window.tokens += int(am_cpu.sum())
+
+
+def update(t: Training, step: int, bad_steps: int) -> int:
+    """Clip and apply the gradients, or skip a non-finite update (keeping the step count, so the batch
+    stream and schedule stay aligned); returns the count of bad steps in a row, stopping at the limit."""
+    cfg = t.cfg
+    # grad_clip 0 turns clipping off; the norm is still measured for the finiteness check.
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.optim.grad_clip or math.inf)
+    if torch.isfinite(grad_norm):  # a finite norm implies a finite loss and finite gradients
+        t.opt.step()
+        bad_steps = 0
+    else:
+        bad_steps += 1
+        first = step * cfg.grad_accum * cfg.batch_size
+        note = {"step": step + 1, "skipped": "non-finite loss or gradient", "rank": t.d.rank,
+                "windows": [first, first + cfg.grad_accum * cfg.batch_size - 1]}
+        t.log.write(note)
+        t.say(f"step {step + 1}: non-finite loss or gradient, update skipped (rank {t.d.rank}, local windows "
+              f"{note['windows']})")
+        if bad_steps >= cfg.max_bad_steps:
+            raise RandomMaskError(f"{bad_steps} steps in a row with a non-finite loss or gradient (last at "
+                                  f"step {step + 1}); stopping, the last good checkpoint is kept. Try a "
+                                  "lower optim.lr or optim.grad_clip")
+    t.sched.step()
+    t.opt.zero_grad(set_to_none=True)
+    return bad_steps
+
+
+def log_window(t: Training, step: int, info: dict, window: Window) -> dict[str, Any]:
+    """One metrics.jsonl line: the window's figures summed over ranks, with the held-out evaluation when
+    it is due (masked as training masks at the step just taken)."""
+    cfg = t.cfg
+    stats = torch.tensor([window.loss, window.correct, window.masked, window.tokens], dtype=torch.float64)
+    if t.d.world > 1:
+        stats = stats.to(t.device)
+        dist.all_reduce(stats)
+        stats = stats.cpu()
+    wl, wc, wm, wt = stats.tolist()
+    elapsed = time.perf_counter() - window.t0
+    last = {"step": step, "loss": wl / max(wm, 1), "acc": wc / max(wm, 1), "phase": info["phase"],
+            "width_min": info["width_min"], "width_max": info["width_max"],
+            "lr": t.sched.get_last_lr()[0], "tokens_per_s": wt / max(elapsed, 1e-9)}
+    if (step % cfg.eval_interval == 0 or step == cfg.steps) and t.d.main:
+        last.update(evaluate(t.model, t.eval_encs, t.tokenizer, cfg.masking, step - 1, cfg.seed, t.device,
+                             t.autocast))
+    t.log.write(last)
+    if t.bar:
+        t.bar.set_postfix_str(
+            f"loss {last['loss']:.3f} acc {last['acc']:.3f} phase {last['phase'] + 1} "
+            f"w {last['width_min']}-{last['width_max']} lr {last['lr']:.1e} "
+            f"{last['tokens_per_s']:,.0f} tok/s", refresh=False)
+        if "eval_loss" in last:
+            t.bar.write(f"step {step}: loss {last['loss']:.4f} acc {last['acc']:.4f} | eval loss "
+                        f"{last['eval_loss']:.4f} acc {last['eval_acc']:.4f}")
+    return last
+
+
+def phase_note(masking: MaskingConfig, step: int, info: dict) -> str:
+    return (f"step {step}: {mask_strategy(masking).title} phase {info['phase'] + 1}/{masking.phases}, "
+            f"span widths {info['width_min']}..{info['width_max']}, centre probability {info['centre_prob']:.4f}")
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = None) -> dict[str, Any]:
+    """Run (or resume) pre-training; returns the last logged figures."""
+    cfg.validate()
+    d = setup_distributed(cfg.device)
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and d.world > 1:
+        device = torch.device("cuda", d.local_rank)
+    run_dir = Path(cfg.out_dir)
+    tokenizer = from_name(cfg.tokenizer)
+    # The masking planned over this run's steps in the tokenizer's span unit. `cfg` is from here on the
+    # effective config (what config.yaml and the checkpoints record), a new object: the caller's is untouched.
+    cfg = replace(cfg, masking=plan(cfg.masking, cfg.steps, tokenizer.span_unit))
+    masking = cfg.masking
+
+    state = check_resume(cfg, run_dir, resume)
+    if state is not None:
+        tokenizer = ckpt.tokenizer_from_state(run_dir, state)
+    pre = ckpt.open_run(init_from) if init_from and state is None else None
+    if pre is not None:
+        # Its vocabulary in its own id order (an imported DNABERT's differs from ours), read our way.
+        try:
+            tokenizer = tokenizer.with_vocab(pre.tokenizer.vocab)
+        except RandomMaskError:
+            raise RandomMaskError(f"{init_from}: its tokenizer is {pre.tokenizer.name}, not {cfg.tokenizer} "
+                                  "(another vocabulary)") from None
+    mconf = model_shape(cfg, tokenizer, state, pre)
+    if d.main:
+        write_run_folder(run_dir, cfg, tokenizer)
+    if cfg.deterministic:
+        use_deterministic(device)
+    torch.manual_seed(cfg.seed + d.rank)
+
+    # --- data, model, optimizer
+    store = open_store(cfg, run_dir, d)
+    train_sampler, long_sampler = samplers(cfg, store, tokenizer, d)
+    window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
+    eval_encs = eval_batches(store, window_nt, tokenizer, cfg) if d.main else []
     model = BertForMaskedLM(mconf).to(device)
     model.bert.gradient_checkpointing = cfg.activation_checkpointing
     if pre is not None:
         load_hf_state_dict(model, pre.model_state)
     opt = make_optimizer(model, cfg, fused=device.type == "cuda")
     sched = linear_schedule(opt, warmup_steps(cfg), cfg.steps)
-    start_step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"][d.rank] if d.rank < len(state["rng"]["torch"])
-                            else state["rng"]["torch"][0])
-        cuda_states = state["rng"].get("cuda") or []  # dropout on a GPU draws from the CUDA generator
-        if device.type == "cuda" and d.rank < len(cuda_states) and cuda_states[d.rank] is not None:
-            torch.cuda.set_rng_state(cuda_states[d.rank], device)
-        start_step = int(state["step"])
+    start_step = restore(state, model, opt, sched, d, device) if state is not None else 0
     ddp_model = model
     if d.world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
@@ -497,15 +654,8 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
     train_model = ddp_model
     if cfg.compile:
         train_model = compile_model(ddp_model, _probe_batch(cfg, mconf.vocab_size, device), autocast, d.main)
-
-    batches = MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step, long_sampler)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
-                                         pin_memory=device.type == "cuda",
-                                         prefetch_factor=4 if cfg.data.num_workers else None,
-                                         persistent_workers=False,
-                                         # Its own generator: creating the iterator must not draw from the
-                                         # global RNG, whose state (dropout) the checkpoint restores.
-                                         generator=torch.Generator().manual_seed(cfg.seed))
+    loader = batch_loader(MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step, long_sampler),
+                          cfg, device)
     log = MetricsLog(run_dir / "metrics.jsonl", start_step if resume else None, enabled=d.main)
     if d.main:
         n_params = num_parameters(model)
@@ -516,105 +666,40 @@ def pretrain(cfg: PretrainConfig, resume: bool = False, init_from: str | None = 
               + (f" (from step {long_phase(cfg)[0]}: {long_phase(cfg)[1]} windows of {long_phase(cfg)[2]} tokens)"
                  if long_sampler is not None else "") + (f" x {d.world} ranks" if d.world > 1 else "")
               + (f", resuming at step {start_step}" if start_step else ""), flush=True)
-
     bar = None
     if d.main and cfg.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start_step, unit="step", dynamic_ncols=True)
+    t = Training(cfg, d, device, run_dir, tokenizer, model, ddp_model, train_model, opt, sched, autocast, log, bar,
+                 eval_encs)
+
+    # --- step / log / evaluate / save
     last: dict[str, Any] = {}
-    window_loss = window_correct = window_masked = window_tokens = 0.0
-    t_window = time.perf_counter()
-    last_phase = None
-    bad_steps = 0
+    window, last_phase, bad_steps = Window(), None, 0
     it = iter(loader)
     step = start_step
     with StopSignal() as stop:
         while step < cfg.steps:
             info = describe(masking, step)
             if d.main and info["phase"] != last_phase and mask_strategy(masking).phased:
-                msg = (f"step {step}: {mask_strategy(masking).title} phase {info['phase'] + 1}/{masking.phases}, "
-                       f"span widths {info['width_min']}..{info['width_max']}, "
-                       f"centre probability {info['centre_prob']:.4f}")
-                (bar.write if bar else print)(msg)
+                t.say(phase_note(masking, step, info))
                 last_phase = info["phase"]
             model.train()
-            for a in range(cfg.grad_accum):
-                batch = next(it)
-                assert batch["step"] == step, "batch stream out of step"  # the stream is a function of the step
-                ids = batch["input_ids"].to(device, non_blocking=True).long()
-                am_cpu = batch["attention_mask"]
-                # No padding in the batch: no mask at all, which lets SDPA use its fastest kernels (checked on
-                # the host copy, so no device sync).
-                am = None if bool(am_cpu.all()) else am_cpu.to(device, non_blocking=True)
-                labels = batch["labels"].to(device, non_blocking=True)
-                sync = contextlib.nullcontext() if (d.world == 1 or a == cfg.grad_accum - 1) else ddp_model.no_sync()
-                with sync, autocast():
-                    out = train_model(ids, am, labels=labels, masked_only=True)
-                    loss = out.loss / cfg.grad_accum
-                loss.backward()
-                with torch.no_grad():
-                    n = out.num_masked
-                    if not torch.isfinite(out.loss):
-                        continue  # reported (and the update skipped) after the gradient check below
-                    window_loss += float(out.loss.detach()) * int(n)
-                    window_correct += int((out.logits.argmax(-1) == labels[labels != IGNORE_INDEX]).sum())
-                    window_masked += int(n)
-                    window_tokens += int(am_cpu.sum())
-            # grad_clip 0 turns clipping off; the norm is still measured for the finiteness check below.
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf)
-            if torch.isfinite(grad_norm):  # a finite norm implies a finite loss and finite gradients
-                opt.step()
-                bad_steps = 0
-            else:
-                # Skip the update, keep the step count (the batch stream and schedule stay aligned).
-                bad_steps += 1
-                first = step * cfg.grad_accum * cfg.batch_size
-                note = {"step": step + 1, "skipped": "non-finite loss or gradient", "rank": d.rank,
-                        "windows": [first, first + cfg.grad_accum * cfg.batch_size - 1]}
-                log.write(note)
-                (bar.write if bar else print)(f"step {step + 1}: non-finite loss or gradient, update skipped "
-                                              f"(rank {d.rank}, local windows {note['windows']})")
-                if bad_steps >= cfg.max_bad_steps:
-                    raise RandomMaskError(f"{bad_steps} steps in a row with a non-finite loss or gradient (last at "
-                                          f"step {step + 1}); stopping, the last good checkpoint is kept. Try a "
-                                          "lower optim.lr or optim.grad_clip")
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            forward_backward(t, it, step, window)
+            bad_steps = update(t, step, bad_steps)
             step += 1
-
             if step % cfg.log_interval == 0 or step == cfg.steps:
-                stats = torch.tensor([window_loss, window_correct, window_masked, window_tokens], dtype=torch.float64)
-                if d.world > 1:
-                    stats = stats.to(device)
-                    dist.all_reduce(stats)
-                    stats = stats.cpu()
-                wl, wc, wm, wt = stats.tolist()
-                elapsed = time.perf_counter() - t_window
-                last = {"step": step, "loss": wl / max(wm, 1), "acc": wc / max(wm, 1), "phase": info["phase"],
-                        "width_min": info["width_min"], "width_max": info["width_max"],
-                        "lr": sched.get_last_lr()[0], "tokens_per_s": wt / max(elapsed, 1e-9)}
-                if (step % cfg.eval_interval == 0 or step == cfg.steps) and d.main:
-                    last.update(evaluate(model, eval_encs, tokenizer, masking, step - 1, cfg.seed, device, autocast))
-                log.write(last)
-                if bar:
-                    bar.set_postfix_str(
-                        f"loss {last['loss']:.3f} acc {last['acc']:.3f} phase {last['phase'] + 1} "
-                        f"w {last['width_min']}-{last['width_max']} lr {last['lr']:.1e} "
-                        f"{last['tokens_per_s']:,.0f} tok/s", refresh=False)
-                    if "eval_loss" in last:
-                        bar.write(f"step {step}: loss {last['loss']:.4f} acc {last['acc']:.4f} | eval loss "
-                                  f"{last['eval_loss']:.4f} acc {last['eval_acc']:.4f}")
-                window_loss = window_correct = window_masked = window_tokens = 0.0
-                t_window = time.perf_counter()
+                last = log_window(t, step, info, window)
+                window = Window()
             if bar:
                 bar.update(1)
             if step % cfg.save_interval == 0 or step == cfg.steps or stop.requested:
                 save(run_dir, step, model, opt, sched, cfg, tokenizer, d)
             if stop.requested:
                 if d.main:
-                    (bar.write if bar else print)(f"stopped by signal at step {step}; checkpoint saved. Resume with: "
-                                                  f"randommask pretrain --config {run_dir / 'config.yaml'} --resume")
+                    t.say(f"stopped by signal at step {step}; checkpoint saved. Resume with: "
+                          f"randommask pretrain --config {run_dir / 'config.yaml'} --resume")
                 break
     if bar:
         bar.close()
