@@ -1,8 +1,8 @@
 """Kill tests: SIGKILL randommask at random moments, resume each time, and compare with an uninterrupted run.
 
 Pre-training: a tiny CPU run; the final parameters must equal the uninterrupted run's, bit for bit. One of
-the kills lands while a checkpoint is being written (the process is held at that point with
-RANDOMMASK_FAULT_PAUSE); after every kill the newest checkpoint must still load.
+the kills may land while a checkpoint is being written (tests/test_reliability.py holds a process at that
+point with tests/pause_checkpoint.py); after every kill the newest checkpoint must still load.
 
 Benchmark (with ``--gue``): a from-scratch tiny benchmark over two tasks x two seeds; after every kill the
 results files must parse (never truncated), finished runs must not be redone, and the final tables must

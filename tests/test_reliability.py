@@ -57,9 +57,9 @@ def test_benchmark_kill_short(tmp_path):
 def start(out: Path, steps: int, pause: bool = False) -> tuple[subprocess.Popen, Path]:
     log = out.parent / "stdout.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if pause:
-        env["RANDOMMASK_FAULT_PAUSE"] = "checkpoint-written:60"
-    cmd = [sys.executable, "-m", "randommask.cli", "pretrain", str(LAMBDA), "--out", str(out), "--steps", str(steps),
+    # With pause, every checkpoint write is held 60 s before its rename (tests/pause_checkpoint.py).
+    launcher = [str(Path(__file__).with_name("pause_checkpoint.py")), "60"] if pause else ["-m", "randommask.cli"]
+    cmd = [sys.executable, *launcher, "pretrain", str(LAMBDA), "--out", str(out), "--steps", str(steps),
            "--batch-size", "4", "--max-tokens", "64", "--log_interval", "1", "--save_interval", "1000",
            "--eval_interval", "1000", "--eval_windows", "4", "--progress", "false"]
     with open(log, "w") as f:

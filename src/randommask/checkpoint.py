@@ -34,18 +34,6 @@ LATEST = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)\.pt$")
 
 
-def fault_point(name: str) -> None:
-    """A place where the crash tests (tests/test_reliability.py) may hold the process to kill it.
-
-    Inert unless RANDOMMASK_FAULT_PAUSE is set to ``name:seconds`` in the environment.
-    """
-    spec = os.environ.get("RANDOMMASK_FAULT_PAUSE", "")
-    if spec.startswith(name + ":"):
-        import time
-
-        time.sleep(float(spec.split(":", 1)[1]))
-
-
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
     """Save ``state`` as ``checkpoints/step-<step>.pt``, move ``latest`` to it, prune old ones.
 
@@ -67,7 +55,6 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        fault_point("checkpoint-written")
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)
