@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+import unittest.mock
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import randommask.model
 from randommask.masking import MaskingConfig, apply_mask, masking_rng
 from randommask.model import (
     BertForMaskedLM,
@@ -185,9 +187,20 @@ def build_model(v: Variant, args: argparse.Namespace, vocab: int, device: torch.
     model = BertForMaskedLM(model_config(args.preset, vocab, pad_vocab_multiple=v.pad, **over))
     load_hf_state_dict(model, reference)
     model.bert.gradient_checkpointing = v.checkpointing
-    for layer in model.bert.encoder.layer:
-        layer.attention.self.cheap_dropout = v.cheap_dropout
     return model.to(device)
+
+
+def sdpa_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                 dropout_p: float) -> torch.Tensor:
+    """The ablation of our CPU attention-dropout path: SDPA's own (math-kernel) dropout."""
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+
+
+def ablation(v: Variant) -> Any:
+    """What a variant turns off in the model, set from here (the product code has no switch for it)."""
+    if v.kind == "hf" or v.cheap_dropout:
+        return contextlib.nullcontext()
+    return unittest.mock.patch.object(randommask.model, "attention_with_dropout", sdpa_dropout)
 
 
 def fused_ok(device: torch.device) -> bool:
@@ -231,7 +244,7 @@ def make_step(v: Variant, model: torch.nn.Module, fwd: Any, opt: torch.optim.Opt
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step(batch: dict) -> None:
-        with autocast():
+        with ablation(v), autocast():
             if v.kind == "hf":
                 loss = fwd(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            labels=batch["labels"]).loss
@@ -256,8 +269,9 @@ def prepare_side(v: Variant, args: argparse.Namespace, vocab: int, device: torch
     if v.compile:
         b0 = batches[0]
         t0 = time.perf_counter()
-        fwd = compile_model(model, {"input_ids": b0["input_ids"], "attention_mask": b0["ours_mask"],
-                                    "labels": b0["labels"], "masked_only": v.masked_only}, autocast)
+        with ablation(v):
+            fwd = compile_model(model, {"input_ids": b0["input_ids"], "attention_mask": b0["ours_mask"],
+                                        "labels": b0["labels"], "masked_only": v.masked_only}, autocast)
         sync(device)
         compile_s = time.perf_counter() - t0 if fwd is not model else None
     return model, make_step(v, model, fwd, opt, autocast), compile_s

@@ -5,7 +5,7 @@ requeue repeats it: it resumes from the latest checkpoint when there is one and 
 
 Pre-training: a tiny CPU run; the final parameters must equal the uninterrupted run's, bit for bit, and so
 must its metrics log (timings aside). The first kill lands before the first checkpoint, one while a
-checkpoint is being written (the process is held at that point with RANDOMMASK_FAULT_PAUSE), the others
+checkpoint is being written (the process is held at that point by tests/pause_checkpoint.py), the others
 after random steps; after every kill the newest checkpoint must still load.
 
 Benchmark (with ``--gue``): a from-scratch tiny benchmark over two tasks x two seeds, killed first before
@@ -39,18 +39,18 @@ from randommask import checkpoint as ckpt
 SAVE_INTERVAL = 5
 
 
-def command(fasta: str, out: Path, steps: int) -> list[str]:
-    return [sys.executable, "-m", "randommask.cli", "pretrain", fasta, "--out", str(out), "--steps", str(steps),
+def command(fasta: str, out: Path, steps: int, pause: bool = False) -> list[str]:
+    # With pause, every checkpoint write is held 30 s before its rename (tests/pause_checkpoint.py).
+    launcher = [str(Path(__file__).resolve().parents[1] / "tests" / "pause_checkpoint.py"), "30"] if pause \
+        else ["-m", "randommask.cli"]
+    return [sys.executable, *launcher, "pretrain", fasta, "--out", str(out), "--steps", str(steps),
             "--batch-size", "4", "--max-tokens", "64", "--save_interval", str(SAVE_INTERVAL), "--log_interval", "1",
             "--eval_interval", str(steps), "--eval_windows", "4", "--deterministic", "true", "--progress", "false",
             "--keep_checkpoints", "2", "--resume", "auto"]
 
 
-def env(pause: bool = False) -> dict:
-    e = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if pause:
-        e["RANDOMMASK_FAULT_PAUSE"] = "checkpoint-written:30"
-    return e
+def env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def logged_step(out: Path) -> int:
@@ -80,7 +80,7 @@ def kill_at(fasta: str, out: Path, steps: int, target: int | None, rng: random.R
     """Start (or resume) the run and SIGKILL it: after step ``target``, or mid-checkpoint when None."""
     log = out.parent / f"{out.name}.stdout"
     with open(log, "w") as stdout:
-        proc = subprocess.Popen(command(fasta, out, steps), env=env(pause=target is None),
+        proc = subprocess.Popen(command(fasta, out, steps, pause=target is None), env=env(),
                                 stdout=stdout, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     what = ""

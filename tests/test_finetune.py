@@ -12,16 +12,15 @@ from randommask.cli import main
 from randommask.errors import RandomMaskError
 from randommask.finetune import (
     FinetuneConfig,
-    autocast_for,
     build_classifier,
     finetune,
-    lr_factor,
     plan_training,
     resolve_model,
     score_split,
     shift_positionals,
 )
 from randommask.model import BertForSequenceClassification, ModelConfig, load_hf_state_dict
+from randommask.runtime import autocast_for, lr_factor
 from randommask.tasks import load_task
 
 FAST = ["--max-steps", "4", "--eval-steps", "2", "--batch-size", "8", "--eval-batch-size", "32", "--progress", "false"]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch.utils.data
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +19,6 @@ from randommask.genome import (
     N_CODE,
     GenomeStore,
     SamplerConfig,
-    WindowDataset,
     WindowSampler,
     codes_to_str,
     iter_fasta_chunks,
@@ -564,52 +562,6 @@ def test_eval_windows_fixed(genome):
     for w, codes in zip(a.eval_coords(20), wins, strict=True):
         assert np.array_equal(codes, genome.window(w.record, w.start, w.length))
     assert a.eval_coords(5) == a.eval_coords(20)[:5]
-
-
-# ----------------------------------------------------------------------------------------------
-# DataLoader
-
-
-def as_list(batch):
-    return batch
-
-
-def loader_indices(sampler, num_workers, **kw):
-    ds = WindowDataset(sampler, batch_size=4, **kw)
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=num_workers, collate_fn=as_list)
-    batches = list(loader)
-    return [[item["index"] for item in batch] for batch in batches], batches
-
-
-def test_dataloader_workers(genome):
-    sampler = WindowSampler(genome, config(short_prob=0.2), rank=1, world_size=2)
-    run1, batches = loader_indices(sampler, 2, num_windows=26)
-    run2, _ = loader_indices(sampler, 2, num_windows=26)
-    run0, _ = loader_indices(sampler, 0, num_windows=26)
-    assert run1 == run2 == run0  # same batches whatever the number of workers, run after run
-    flat = [i for batch in run1 for i in batch]
-    assert flat == [sampler.global_index(k) for k in range(26)]
-    assert [len(b) for b in run1] == [4] * 6 + [2]
-    # The two workers made disjoint parts of the stream (alternate batches).
-    worker0 = {i for b in run1[0::2] for i in b}
-    worker1 = {i for b in run1[1::2] for i in b}
-    assert worker0 and worker1 and not worker0 & worker1
-    for batch in batches:
-        for item in batch:
-            w, codes = sampler.draw_window(item["index"])
-            assert (item["record"], item["start"], item["length"]) == (w.record, w.start, w.length)
-            assert item["codes"].dtype == np.uint8 and np.array_equal(item["codes"], codes)
-    # Resuming after 3 steps gives the rest of the same stream.
-    resumed, _ = loader_indices(sampler, 2, start=12, num_windows=14)
-    assert [i for b in resumed for i in b] == flat[12:]
-
-
-def test_dataset_transform_and_endless(genome):
-    sampler = WindowSampler(genome, config())
-    ds = WindowDataset(sampler, transform=lambda item: len(item["codes"]))
-    it = iter(ds)
-    assert [next(it) for _ in range(5)] == [256] * 5
-    assert list(WindowDataset(sampler, num_windows=0)) == []
 
 
 # ----------------------------------------------------------------------------------------------

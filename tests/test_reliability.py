@@ -54,9 +54,9 @@ def test_benchmark_kill_short(tmp_path):
 def start(out: Path, steps: int, pause: bool = False) -> tuple[subprocess.Popen, Path]:
     log = out.parent / "stdout.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    if pause:
-        env["RANDOMMASK_FAULT_PAUSE"] = "checkpoint-written:600"  # far longer than any wait below
-    cmd = [sys.executable, "-m", "randommask.cli", "pretrain", str(GENOME), "--out", str(out), "--steps", str(steps),
+    # With pause, every checkpoint write is held 60 s before its rename (tests/pause_checkpoint.py).
+    launcher = [str(Path(__file__).with_name("pause_checkpoint.py")), "60"] if pause else ["-m", "randommask.cli"]
+    cmd = [sys.executable, *launcher, "pretrain", str(GENOME), "--out", str(out), "--steps", str(steps),
            "--batch-size", "4", "--max-tokens", "64", "--log_interval", "1", "--save_interval", "1000",
            "--eval_interval", "1000", "--eval_windows", "4", "--progress", "false"]
     with open(log, "w") as f:
@@ -303,8 +303,8 @@ def test_study_requeued_with_the_same_command_line(tmp_path):
            "--arm", "ov-dnabert", "--steps", "30", "--out", str(out), "--progress", "false", "--resume", "auto"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # 1. Killed while writing its first checkpoint (held there): nothing to resume from yet.
-    _kill_when(cmd, tmp_path / "1.txt", lambda: bool(list(run.glob("checkpoints/.step-*.tmp-*"))),
-               {**env, "RANDOMMASK_FAULT_PAUSE": "checkpoint-written:600"})
+    held = [sys.executable, str(Path(__file__).with_name("pause_checkpoint.py")), "600", *cmd[3:]]
+    _kill_when(held, tmp_path / "1.txt", lambda: bool(list(run.glob("checkpoints/.step-*.tmp-*"))), env)
     assert ckpt.latest_checkpoint(run) is None and (run / "metrics.jsonl").read_text()
     # 2. The same command starts the run afresh; killed once it has checkpoints.
     _kill_when(cmd, tmp_path / "2.txt", lambda: ckpt.latest_checkpoint(run) is not None, env)

@@ -16,6 +16,7 @@ with ``torch.load(weights_only=True)``: opening a checkpoint never runs code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -26,23 +27,11 @@ import torch
 
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text, fsync_dir
-from randommask.tokenizers import KmerTokenizer
+from randommask.tokenizers import Tokenizer, from_spec
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
 _STEP_RE = re.compile(r"^step-(\d+)\.pt$")
-
-
-def fault_point(name: str) -> None:
-    """A place where the crash tests (tests/test_reliability.py) may hold the process to kill it.
-
-    Inert unless RANDOMMASK_FAULT_PAUSE is set to ``name:seconds`` in the environment.
-    """
-    spec = os.environ.get("RANDOMMASK_FAULT_PAUSE", "")
-    if spec.startswith(name + ":"):
-        import time
-
-        time.sleep(float(spec.split(":", 1)[1]))
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
@@ -66,7 +55,6 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int =
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
-        fault_point("checkpoint-written")
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:
         tmp.unlink(missing_ok=True)
@@ -113,32 +101,81 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 @dataclass
-class Pretrained:
-    """What a later command needs from a run folder: the tokenizer, the model and where it came from."""
+class Run:
+    """A run folder (pre-trained, fine-tuned or imported) opened at one checkpoint: what every later
+    command reads. ``state`` is the whole checkpoint, for the entries only some readers need (kind, task,
+    labels, max_length, source)."""
 
-    run_dir: Path
+    path: Path
     checkpoint: Path
-    tokenizer: KmerTokenizer
+    state: dict
+    tokenizer: Tokenizer
     model_config: dict
     model_state: dict
     config: dict
     step: int
 
+    @property
+    def kind(self) -> str:
+        return str(self.state.get("kind", "pretrain"))
 
-def tokenizer_from_state(run_dir: Path, state: dict) -> KmerTokenizer:
-    info = state.get("tokenizer") or {}
-    vocab = state.get("vocab")
-    if vocab is None:
-        return KmerTokenizer.from_vocab_file(Path(run_dir) / "vocab.txt", stride=info.get("stride", 1))
-    return KmerTokenizer(int(info["k"]), int(info["stride"]), vocab)
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def max_tokens(self) -> int:
+        """Tokens per pre-training window ([CLS] and [SEP] included), else the model's positions."""
+        return int((self.config.get("data") or {}).get("max_tokens", self.model_config["max_position_embeddings"]))
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        return list_checkpoints(self.path)
+
+    @property
+    def metrics(self) -> list[dict]:
+        return read_metrics(self.path / "metrics.jsonl")
 
 
-def load_pretrained(run_dir: str | Path, checkpoint: str | Path | None = None) -> Pretrained:
-    """Open a randommask run folder (pre-trained, fine-tuned or imported) at its latest checkpoint."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+def read_metrics(path: Path) -> list[dict]:
+    """``metrics.jsonl`` as a list of dicts; a line cut short by a crash ends the list."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return out
+
+
+def tokenizer_from_state(run_dir: Path, state: dict) -> Tokenizer:
+    """The tokenizer a checkpoint stores (its spec and vocabulary; the oldest folders: ``vocab.txt``)."""
+    return from_spec(state.get("tokenizer") or {}, state.get("vocab"), Path(run_dir) / "vocab.txt")
+
+
+def open_run(run: str | Path, checkpoint: str | Path | None = None) -> Run:
+    """Open a randommask run folder at its latest checkpoint, or at ``checkpoint`` (a path, or a file name
+    under ``checkpoints/``). ``run`` may also be one ``checkpoints/step-N.pt`` file of a run (fine-tuning
+    from a point part-way through pre-training). The one reader of run folders: every command uses it.
+
+    Reads the checkpoint once: a base model's file is hundreds of MB.
+    """
+    run_dir = Path(run)
+    path: Path | None
+    if checkpoint is None and run_dir.is_file() and run_dir.suffix == ".pt":  # <run>/checkpoints/step-N.pt
+        path, run_dir = run_dir, run_dir.parent.parent
+    elif not run_dir.is_dir():
         raise RandomMaskError(f"{run_dir}: model folder not found")
-    path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    elif checkpoint:
+        path = Path(checkpoint)
+        if not path.exists() and (run_dir / CHECKPOINT_DIR / path).exists():  # --checkpoint step-500.pt
+            path = run_dir / CHECKPOINT_DIR / path
+    else:
+        path = latest_checkpoint(run_dir)
     if path is None:
         hint = ""
         if (run_dir / "config.json").exists():
@@ -148,6 +185,10 @@ def load_pretrained(run_dir: str | Path, checkpoint: str | Path | None = None) -
     for key in ("model", "model_config", "tokenizer"):
         if key not in state:
             raise RandomMaskError(f"{path}: not a randommask checkpoint (no {key!r} entry)")
-    return Pretrained(run_dir=run_dir, checkpoint=path, tokenizer=tokenizer_from_state(run_dir, state),
-                      model_config=dict(state["model_config"]), model_state=state["model"],
-                      config=dict(state.get("config") or {}), step=int(state.get("step", 0)))
+    return Run(path=run_dir, checkpoint=path, state=state, tokenizer=tokenizer_from_state(run_dir, state),
+               model_config=dict(state["model_config"]), model_state=state["model"],
+               config=dict(state.get("config") or {}), step=int(state.get("step", 0)))
+
+
+#: The name earlier code and scripts know `open_run` by.
+load_pretrained = open_run

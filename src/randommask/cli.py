@@ -1,6 +1,7 @@
 """The ``randommask`` command.
 
-A thin layer: every command is a typed dataclass config plus one function. Its options are generated
+The top floor: argument parsing over the registry in `randommask.commands`, where every command is a
+typed dataclass config plus one function. Its options are generated
 from the config's fields (``--optim.lr 1e-3``, ``--masking.strategy dnabert``), with short aliases for
 the common ones (``--lr``, ``--masking``); ``--config FILE`` reads a YAML file first, and options on
 the command line override it. Errors meant for users print as one line and exit with status 2.
@@ -12,33 +13,11 @@ import argparse
 import sys
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from randommask.commands import Command, all_commands
 from randommask.config import from_dict, leaf_docs, leaf_fields, load_yaml, override, parse_scalar
 from randommask.errors import RandomMaskError
-
-
-@dataclass
-class Command:
-    """One subcommand: its config class, the function that runs it, and how its options read."""
-
-    name: str
-    help: str
-    config_cls: type
-    run: Callable[[Any, argparse.Namespace], Any]
-    positionals: list[tuple[str, str, str | None]] = field(default_factory=list)  # (metavar, field, nargs)
-    aliases: dict[str, str] = field(default_factory=dict)  # "--lr" -> "optim.lr"
-    flags: list[tuple[str, str]] = field(default_factory=list)  # extra store_true flags: (flag, help)
-    extra: list[tuple[str, dict]] = field(default_factory=list)  # other argparse options: (flag, kwargs)
-    load: Callable[[dict], Any] | None = None  # plain data -> config (default: from_dict + its checks)
-
-
-def resume_option(help_text: str) -> tuple[str, dict]:
-    """``--resume`` (bare: True) or ``--resume auto``, for `Command.extra`; put it last or write ``--resume=auto``."""
-    return ("--resume", {"nargs": "?", "const": True, "default": False, "choices": ["auto"], "metavar": "auto",
-                         "help": help_text})
 
 
 def _is_list(tp: Any) -> bool:
@@ -120,10 +99,8 @@ def _is_str_list(tp: Any) -> bool:
 
 
 def commands() -> list[Command]:
-    """The registry. Imports are local so `randommask --help` stays fast."""
-    from randommask import commands as c
-
-    return c.all_commands()
+    """The registry (`randommask.commands`), in ``--help`` order."""
+    return all_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

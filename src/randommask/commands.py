@@ -1,22 +1,44 @@
-"""The CLI's commands: each one a config class and a function (see `randommask.cli`).
+"""The one registry of ``randommask`` commands: each a config class, a function, and how its options read.
 
-Workflow modules that own a command expose ``cli_commands() -> list[Command]``; `all_commands`
-collects them in the order ``randommask --help`` lists them.
+This module stands on top of the house: it imports every workflow's config class and function directly,
+and no workflow imports it (nor `randommask.cli`, which parses arguments with this registry). A new
+command is one `Command` entry here. The ``run`` functions below are the thin adapters from parsed
+arguments to a workflow: they print the closing line a person reads, nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from randommask.cli import Command, resume_option
+from randommask.analysis.report import AnalyzeConfig, analyze
+from randommask.config import from_dict, load_yaml
+from randommask.demo import DemoConfig, run_demo
 from randommask.errors import RandomMaskError
+from randommask.evaluate import BenchmarkConfig, benchmark, load_benchmark_config
+from randommask.finetune import FinetuneConfig, finetune, load_finetune_config
+from randommask.hf import ExportConfig, ImportConfig, export_run, import_hf
+from randommask.inference import EmbedConfig, PredictConfig, embed, predict
+from randommask.pretrain import PretrainConfig, load_config, pretrain
+from randommask.study import StudyConfig, run_study
 
-# Modules with a cli_commands() function, after the ones defined here.
-COMMAND_MODULES: list[str] = ["randommask.demo", "randommask.hf", "randommask.finetune", "randommask.evaluate",
-                               "randommask.inference", "randommask.analysis.report", "randommask.study"]
+
+@dataclass
+class Command:
+    """One subcommand: its config class, the function that runs it, and how its options read."""
+
+    name: str
+    help: str
+    config_cls: type
+    run: Callable[[Any, argparse.Namespace], Any]
+    positionals: list[tuple[str, str, str | None]] = field(default_factory=list)  # (metavar, field, nargs)
+    aliases: dict[str, str] = field(default_factory=dict)  # "--lr" -> "optim.lr"
+    flags: list[tuple[str, str]] = field(default_factory=list)  # extra store_true flags: (flag, help)
+    extra: list[tuple[str, dict]] = field(default_factory=list)  # other argparse options: (flag, kwargs)
+    load: Callable[[dict], Any] | None = None  # plain data -> config (default: from_dict + its checks)
 
 
 @dataclass
@@ -28,6 +50,23 @@ class PrepareConfig:
     progress: bool = True  # show a progress bar
 
 
+def resume_option(help_text: str) -> tuple[str, dict]:
+    """``--resume`` (bare: True) or ``--resume auto``, for `Command.extra`; put it last or write ``--resume=auto``."""
+    return ("--resume", {"nargs": "?", "const": True, "default": False, "choices": ["auto"], "metavar": "auto",
+                         "help": help_text})
+
+
+def validated(cls: type) -> Callable[[dict], Any]:
+    """Plain data -> ``cls``, then the config's own ``validate()``: a bad value fails before any work."""
+    def load(data: dict) -> Any:
+        cfg = from_dict(cls, data)
+        cfg.validate()
+        return cfg
+
+    return load
+
+
+# ------------------------------------------------------------------------------------------ adapters
 def run_prepare(cfg: PrepareConfig, ns: argparse.Namespace) -> None:
     from randommask.genome import prepare
 
@@ -43,9 +82,7 @@ def run_prepare(cfg: PrepareConfig, ns: argparse.Namespace) -> None:
     print(f"prepared {len(store.records)} records, {store.total_length:,} bases ({n:,} N) into {cfg.out}")
 
 
-def run_pretrain(cfg, ns: argparse.Namespace) -> dict:
-    from randommask.pretrain import pretrain
-
+def run_pretrain(cfg: PretrainConfig, ns: argparse.Namespace) -> int:
     result = pretrain(cfg, resume=ns.resume, init_from=ns.init_from)
     if result.get("eval_loss") is not None:
         print(f"done: step {result['step']}, eval loss {result['eval_loss']:.4f}, eval masked-token accuracy "
@@ -53,10 +90,41 @@ def run_pretrain(cfg, ns: argparse.Namespace) -> dict:
     return 0
 
 
-def all_commands() -> list[Command]:
-    from randommask.pretrain import PretrainConfig, load_config
+def run_export(cfg: ExportConfig, ns: argparse.Namespace) -> int:
+    if not cfg.run or not cfg.out:
+        raise RandomMaskError("give the run folder and the output folder: randommask export RUN OUT")
+    out = export_run(cfg.run, cfg.out, checkpoint=cfg.checkpoint, force=cfg.force)
+    print(f"exported {cfg.run} to {out}: load it with transformers' from_pretrained({str(out)!r})")
+    return 0
 
-    cmds = [
+
+def run_import(cfg: ImportConfig, ns: argparse.Namespace) -> int:
+    if not cfg.source or not cfg.out:
+        raise RandomMaskError("give the Hugging Face folder and the output folder: randommask import HF_FOLDER OUT")
+    out = import_hf(cfg.source, cfg.out, stride=cfg.stride, force=cfg.force)
+    info = load_yaml(out / "config.yaml")
+    print(f"imported {cfg.source} into {out} (tokenizer {info['tokenizer']}); "
+          f"use it with --init-from {out} or as the model of finetune, embed, analyze")
+    return 0
+
+
+def _just(fn: Callable[[Any], Any]) -> Callable[[Any, argparse.Namespace], int]:
+    """A workflow that needs only its config, as a command (its result is what it wrote and printed)."""
+    def run(cfg: Any, ns: argparse.Namespace) -> int:
+        fn(cfg)
+        return 0
+
+    return run
+
+
+#: Options every fine-tuning command shares, with short aliases.
+FINETUNE_ALIASES = {"--lr": "learning_rate"}
+MODEL_INPUT = [("MODEL", "model", "?"), ("INPUT", "input", "?")]
+
+
+def all_commands() -> list[Command]:
+    """Every command, in the order ``randommask --help`` lists them."""
+    return [
         Command("prepare", "Prepare FASTA files (plain, gzip, bgzip) into a genome store.", PrepareConfig,
                 run_prepare, positionals=[("FASTA", "fasta", "*")], aliases={"--out": "out"}),
         Command("pretrain", "Pre-train a BERT-like DNA model with masked-language modelling.",
@@ -69,7 +137,33 @@ def all_commands() -> list[Command]:
                                      "be one); --resume auto: continue when there is one, start the run otherwise"),
                        ("--init-from", {"metavar": "RUN", "default": None,
                                         "help": "start from the weights of another run folder"})]),
+        Command("demo", "Pre-train the tiny model with RandomMask on human chromosome 20 and report.",
+                DemoConfig, _just(run_demo), aliases={"--out": "out_dir"}),
+        Command("export", "Export a run folder as a Hugging Face transformers folder (config.json, "
+                "model.safetensors, tokenizer files, model card).", ExportConfig, run_export,
+                positionals=[("RUN", "run", None), ("OUT", "out", None)]),
+        Command("import", "Import a Hugging Face BertForMaskedLM folder (e.g. DNABERT) as a randommask run "
+                "folder.", ImportConfig, run_import,
+                positionals=[("HF_FOLDER", "source", None), ("OUT", "out", None)]),
+        Command("finetune", "Fine-tune a pre-trained run (or --from-scratch) on one GUE task folder; best dev MCC "
+                "model, test scored once.", FinetuneConfig, _just(finetune), load=load_finetune_config,
+                positionals=[("MODEL", "model", "?"), ("TASK", "task", "?")],
+                aliases={**FINETUNE_ALIASES, "--out": "out_dir"}),
+        Command("benchmark", "Fine-tune a model (or --from-scratch) on GUE tasks x seeds; results.csv/.json/.md, "
+                "resumable.", BenchmarkConfig, _just(benchmark), load=load_benchmark_config,
+                positionals=[("MODEL", "model", "?"), ("GUE", "gue", "?")],
+                aliases={**FINETUNE_ALIASES, "--out": "out_dir"},
+                extra=[resume_option("accepted for one requeue command line: a benchmark always keeps the finished "
+                                     "runs in --out and runs the rest (--resume and --resume auto alike)")]),
+        Command("predict", "Class probabilities of a fine-tuned run for sequences in a FASTA or CSV file.",
+                PredictConfig, _just(predict), load=validated(PredictConfig), positionals=MODEL_INPUT),
+        Command("embed", "Embeddings (mean-pooled or [CLS]) of sequences in a FASTA or CSV file, to .npy.",
+                EmbedConfig, _just(embed), load=validated(EmbedConfig), positionals=MODEL_INPUT),
+        Command("analyze", "Figures and a report on a pre-training run: curves, embeddings, attention, "
+                "layers, masks.", AnalyzeConfig, _just(analyze), positionals=[("RUN", "run", None)]),
+        Command("study", "Run the paper's tokenizer x masking experiment grid and report on it.", StudyConfig,
+                _just(run_study), positionals=[("FASTA", "fasta", "*")], aliases={"--out": "out_dir"},
+                load=lambda d: from_dict(StudyConfig, d),
+                extra=[resume_option("accepted for one requeue command line: a study always continues what "
+                                     "--out holds (--resume and --resume auto alike)")]),
     ]
-    for name in COMMAND_MODULES:
-        cmds.extend(importlib.import_module(name).cli_commands())
-    return cmds

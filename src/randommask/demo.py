@@ -14,10 +14,7 @@ of magnitude more compute; the closing message says how to get there.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
 from randommask.errors import RandomMaskError
-from randommask.genome import GenomeStore, SamplerConfig, WindowSampler
-from randommask.masking import MaskingConfig, apply_mask, describe, hidden_nucleotides, masking_rng, phase_starts
+from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, held_out_windows
+from randommask.masking import (
+    MaskingConfig,
+    analysis_rng,
+    apply_mask,
+    describe,
+    describe_lines,
+    eval_rng,
+    hidden_nucleotides,
+    phase_starts,
+    plan,
+)
 from randommask.pretrain import load_config, pretrain
-from randommask.tokenizers import Encoding, KmerTokenizer
+from randommask.tokenizers import Encoding, Tokenizer, uniform_loss
 
 DEFAULT_DATA = ("data/genomes/20.fa.gz",)
 
@@ -55,16 +61,15 @@ def find_data(cfg: DemoConfig) -> Path:
         if not p.exists():
             raise RandomMaskError(f"{p}: FASTA file not found")
         return p
-    candidates = [os.environ.get("RANDOMMASK_DEMO_FASTA", ""), *DEFAULT_DATA]
-    for c in candidates:
-        if c and Path(c).exists():
+    for c in DEFAULT_DATA:
+        if Path(c).exists():
             return Path(c)
     raise RandomMaskError("no human DNA found at data/genomes/20.fa.gz: run scripts/setup.sh (it fetches "
                           "chromosome 20 from Debian's vt-examples) or pass --fasta FILE")
 
 
 def frequency_baseline(train_windows: list[np.ndarray], labels: np.ndarray,
-                       tokenizer: KmerTokenizer) -> tuple[float, float]:
+                       tokenizer: Tokenizer) -> tuple[float, float]:
     """Loss and accuracy of predicting every masked k-mer from k-mer frequencies alone (no context)."""
     enc = tokenizer.encode_batch(train_windows)
     ids = enc.ids[~enc.special_mask]
@@ -77,7 +82,8 @@ def frequency_baseline(train_windows: list[np.ndarray], labels: np.ndarray,
     return loss, acc
 
 
-def run_demo(cfg: DemoConfig, ns: argparse.Namespace) -> int:
+def run_demo(cfg: DemoConfig) -> int:
+    """Pre-train (or resume) the demo run, then print what it reached against the baselines."""
     fasta = find_data(cfg)
     out = Path(cfg.out_dir)
     pcfg = load_config({
@@ -94,18 +100,19 @@ def run_demo(cfg: DemoConfig, ns: argparse.Namespace) -> int:
     minutes = (time.perf_counter() - t0) / 60
     if final.get("stopped_early"):
         return 0
-    pre = ckpt.load_pretrained(out)
+    pre = ckpt.open_run(out)
     tok = pre.tokenizer
     store = GenomeStore.open(out / "genome")
     scfg = SamplerConfig(window_nt=tok.bases_for_tokens(cfg.max_tokens - 2), short_prob=0.0, seed=cfg.seed)
     train_windows = [WindowSampler(store, scfg, "train").draw(10**7 + i) for i in range(512)]
-    eval_windows = WindowSampler(store, scfg, "eval").eval_windows(128)
+    eval_windows = held_out_windows(store, scfg.window_nt, 128, cfg.seed, pcfg.data.max_n_fraction,
+                                    pcfg.data.heldout_fraction)
     enc = tok.encode_batch(eval_windows)
-    masking = pcfg.masking
-    _, labels, mask = apply_mask(enc.ids, enc.special_mask, masking_rng(cfg.seed, 0, 10_000), masking, cfg.steps - 1,
+    masking = plan(pcfg.masking, pcfg.steps, tok.span_unit)  # as the run planned it
+    _, labels, mask = apply_mask(enc.ids, enc.special_mask, eval_rng(cfg.seed, 0), masking, cfg.steps - 1,
                                  tok.mask_id, tok.kmer_ids)
     freq_loss, freq_acc = frequency_baseline(train_windows, labels[mask], tok)
-    uniform = math.log(len(tok.kmer_ids))
+    uniform = uniform_loss(tok)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
     evals = [m for m in metrics if "eval_loss" in m]
     last = evals[-1]
@@ -119,6 +126,8 @@ def run_demo(cfg: DemoConfig, ns: argparse.Namespace) -> int:
     print(f"  -> {uniform - last['eval_loss']:.2f} nats under uniform, {freq_loss - last['eval_loss']:.2f} under "
           f"frequencies, after {cfg.steps} steps ({cfg.steps * cfg.batch_size * cfg.max_tokens / 1e6:.1f} M tokens)"
           + (f" in {minutes:.1f} min" if not resume else ""))
+    print("The masking:")
+    print("\n".join(f"  {line}" for line in describe_lines(masking)))
     print("Evaluation loss through the curriculum (each phase masks wider spans, so it hides more bases):")
     starts = phase_starts(masking) + [cfg.steps + 1]
     for q in range(len(starts) - 1):
@@ -139,14 +148,9 @@ def run_demo(cfg: DemoConfig, ns: argparse.Namespace) -> int:
     return 0
 
 
-def hidden_per_span(enc: Encoding, masking: MaskingConfig, step: int, tok: KmerTokenizer) -> float:
+def hidden_per_span(enc: Encoding, masking: MaskingConfig, step: int, tok: Tokenizer) -> float:
     """Mean bases truly hidden per masked span at ``step`` (the paper's measure of task difficulty)."""
-    _, _, mask = apply_mask(enc.ids, enc.special_mask, masking_rng(0, step, 20_000), masking, step, tok.mask_id,
+    _, _, mask = apply_mask(enc.ids, enc.special_mask, analysis_rng(0, step), masking, step, tok.mask_id,
                             tok.kmer_ids)
     rep = hidden_nucleotides(mask, enc.spans)
     return float(rep.run_hidden.mean()) if rep.run_hidden.size else 0.0
-
-
-def cli_commands() -> list[Command]:
-    return [Command("demo", "Pre-train the tiny model with RandomMask on human chromosome 20 and report.",
-                    DemoConfig, run_demo, aliases={"--out": "out_dir"})]

@@ -22,7 +22,6 @@ After every run the tables are rewritten, each atomically (never left truncated)
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -34,12 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from randommask.cli import Command, resume_option
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
 from randommask.finetune import (
-    ALIASES,
     RESULTS,
     FinetuneConfig,
     FinetuneSettings,
@@ -295,18 +292,3 @@ def write_tables(out: Path, summary: dict, cfg: BenchmarkConfig, source: dict) -
     atomic_write_text(out / "results.csv", render_csv(summary))
     atomic_write_text(out / "results.json", json.dumps(data, indent=2) + "\n")
     atomic_write_text(out / "results.md", render_markdown(summary, cfg.compare_published, source))
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def run_benchmark(cfg: BenchmarkConfig, ns: argparse.Namespace) -> int:
-    benchmark(cfg)
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    return [Command(
-        "benchmark", "Fine-tune a model (or --from-scratch) on GUE tasks x seeds; results.csv/.json/.md, resumable.",
-        BenchmarkConfig, run_benchmark, load=load_benchmark_config,
-        positionals=[("MODEL", "model", "?"), ("GUE", "gue", "?")], aliases={**ALIASES, "--out": "out_dir"},
-        extra=[resume_option("accepted for one requeue command line: a benchmark always keeps the finished runs in "
-                             "--out and runs the rest (--resume and --resume auto alike)")])]

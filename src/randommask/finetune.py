@@ -33,8 +33,6 @@ same folder restarts from scratch.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import math
 import time
@@ -48,7 +46,6 @@ import torch
 import torch.nn.functional as F
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
@@ -60,19 +57,17 @@ from randommask.model import (
     model_config,
     num_parameters,
 )
-from randommask.pretrain import pick_device
+from randommask.runtime import adamw, autocast_for, linear_schedule, pick_device
 from randommask.tasks import Split, Task, load_task
-from randommask.tokenizers import KmerTokenizer
+from randommask.tokenizers import Tokenizer, from_name
 
 __all__ = [
     "FinetuneConfig",
     "FinetuneSettings",
     "ModelSpec",
-    "autocast_for",
     "build_classifier",
     "count_truncated",
     "finetune",
-    "open_run",
     "plan_training",
     "predict_logits",
     "resolve_model",
@@ -197,57 +192,23 @@ def load_finetune_config(data: dict) -> FinetuneConfig:
 class ModelSpec:
     """Tokenizer, architecture and starting weights of fine-tuning, resolved once (benchmark reuses it)."""
 
-    tokenizer: KmerTokenizer
+    tokenizer: Tokenizer
     config: ModelConfig
     state: dict | None  # the run's weights; None from scratch
     source: dict  # where it came from, for results.json
     pretrain_max_tokens: int | None = None  # window length of pre-training: later positions are untrained
 
 
-def open_run(run_dir: str | Path) -> tuple[ckpt.Pretrained, dict]:
-    """`checkpoint.load_pretrained` plus the checkpoint's other entries (kind, task, labels, max_length).
-
-    ``run_dir`` is a run folder (its latest checkpoint) or one ``checkpoints/step-N.pt`` file of a run
-    (fine-tuning from a point part-way through pre-training).
-
-    Reads the checkpoint once: a base model's file is hundreds of MB.
-    """
-    run_dir = Path(run_dir)
-    if run_dir.is_file() and run_dir.suffix == ".pt":  # one checkpoint of a run: <run>/checkpoints/step-N.pt
-        path: Path | None = run_dir
-        run_dir = run_dir.parent.parent
-    else:
-        path = ckpt.latest_checkpoint(run_dir) if run_dir.is_dir() else None
-    if path is None:
-        ckpt.load_pretrained(run_dir)  # raises its one-line error: no folder, or not a run folder
-        raise AssertionError("unreachable")
-    state = ckpt.load_checkpoint(path)
-    for key in ("model", "model_config", "tokenizer"):
-        if key not in state:
-            raise RandomMaskError(f"{path}: not a randommask checkpoint (no {key!r} entry)")
-    pre = ckpt.Pretrained(run_dir=run_dir, checkpoint=path, tokenizer=ckpt.tokenizer_from_state(run_dir, state),
-                          model_config=dict(state["model_config"]), model_state=state["model"],
-                          config=dict(state.get("config") or {}), step=int(state.get("step", 0)))
-    return pre, state
-
-
-def with_stride(tok: KmerTokenizer, stride: int | None) -> KmerTokenizer:
-    """The same vocabulary read with another stride (1: overlapping, k: non-overlapping)."""
-    if stride is None or stride == tok.stride:
-        return tok
-    return KmerTokenizer(tok.k, stride, tok.vocab)
-
-
 def resolve_model(s: FinetuneSettings) -> ModelSpec:
     """Open the model folder (or build the from-scratch architecture) once."""
     if s.model:
-        pre, state = open_run(s.model)
-        tok = with_stride(pre.tokenizer, s.tokenizer_stride)
+        pre = ckpt.open_run(s.model)
+        tok = pre.tokenizer.with_params(stride=s.tokenizer_stride)
         source = {"run": str(Path(s.model).resolve()), "checkpoint": pre.checkpoint.name, "step": pre.step,
-                  "kind": state.get("kind", "pretrain"), "from_scratch": s.from_scratch,
+                  "kind": pre.kind, "from_scratch": s.from_scratch,
                   "masking": (pre.config.get("masking") or {}).get("strategy")}
         data = pre.config.get("data") or {}
-        max_tokens = data.get("max_tokens") if state.get("kind", "pretrain") == "pretrain" else None
+        max_tokens = data.get("max_tokens") if pre.kind == "pretrain" else None
         steps, tail = int(pre.config.get("steps") or 0), float(data.get("long_fraction") or 0.0)
         every = int(data.get("long_every") or 0)
         if max_tokens and ((every and pre.step >= every) or (tail > 0 and pre.step > steps - round(steps * tail))):
@@ -255,7 +216,7 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
         return ModelSpec(tokenizer=tok, config=ModelConfig.from_dict(pre.model_config),
                          state=None if s.from_scratch else pre.model_state, source=source,
                          pretrain_max_tokens=None if s.from_scratch else max_tokens)
-    tok = with_stride(KmerTokenizer.from_name(s.tokenizer or "kmer6"), s.tokenizer_stride)
+    tok = from_name(s.tokenizer or "kmer6").with_params(stride=s.tokenizer_stride)
     preset = s.preset or "tiny"
     source = {"run": None, "from_scratch": True, "preset": preset, "tokenizer": tok.name}
     return ModelSpec(tokenizer=tok, config=model_config(preset, tok.vocab_size), state=None, source=source)
@@ -291,10 +252,10 @@ def subsample(split: Split, n: int | None, seed: int, salt: int) -> Split:
     return Split([split.sequences[i] for i in keep], split.labels[keep], split.source, split.rows[keep])
 
 
-def count_truncated(tokenizer: KmerTokenizer, lengths: np.ndarray, max_length: int) -> int:
+def count_truncated(tokenizer: Tokenizer, lengths: np.ndarray, max_length: int) -> int:
     """How many sequences of these lengths (nt) give more than ``max_length`` tokens."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    n_tok = np.where(lengths >= tokenizer.k, (lengths - tokenizer.k) // tokenizer.stride + 1, 0)
+    n_tok = np.array([tokenizer.num_tokens(int(n)) for n in lengths], dtype=np.int64)
     return int(np.sum(n_tok + 2 > max_length))
 
 
@@ -314,7 +275,7 @@ class Encoded:
         return self.ids[idx], mask, self.labels[idx]
 
 
-def encode_split(tokenizer: KmerTokenizer, split: Split, max_length: int) -> Encoded:
+def encode_split(tokenizer: Tokenizer, split: Split, max_length: int) -> Encoded:
     enc = tokenizer.encode_batch(split.sequences, max_length=max_length, truncation=True)
     mask = torch.from_numpy(enc.attention_mask)
     return Encoded(torch.from_numpy(enc.ids).long(), None if bool(mask.all()) else mask,
@@ -340,7 +301,7 @@ class SplitCache:
             self.tasks[(*key, seed) if task.fallback else key] = task
         return task
 
-    def encode(self, tokenizer: KmerTokenizer, split: Split, max_length: int) -> Encoded:
+    def encode(self, tokenizer: Tokenizer, split: Split, max_length: int) -> Encoded:
         key = (tokenizer.name, tuple(tokenizer.vocab[:8]), max_length, str(split.source), len(split),
                hash(split.rows.tobytes()))
         if key not in self.encoded:
@@ -348,7 +309,7 @@ class SplitCache:
         return self.encoded[key]
 
 
-def plan_training(s: FinetuneSettings, task: Task, tokenizer: KmerTokenizer, mconf: ModelConfig,
+def plan_training(s: FinetuneSettings, task: Task, tokenizer: Tokenizer, mconf: ModelConfig,
                   n_train: int) -> dict[str, Any]:
     """The effective hyper-parameters: the options given, else the task's DNABERT-2 defaults."""
     hp = task.hparams
@@ -380,22 +341,8 @@ def plan_training(s: FinetuneSettings, task: Task, tokenizer: KmerTokenizer, mco
             "max_length": int(max_length), "weight_decay": s.weight_decay, "grad_clip": s.grad_clip}
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up to the peak over ``warmup`` steps, then linear decay to zero at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
-
-
-def autocast_for(device: torch.device) -> Callable[[], Any]:
-    """bf16 autocast on CUDA; full precision on CPU (CPU bf16 is slow and changes results)."""
-    if device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, tokenizer: KmerTokenizer, seqs: list[str], max_length: int,
+def predict_logits(model: torch.nn.Module, tokenizer: Tokenizer, seqs: list[str], max_length: int,
                    batch_size: int, device: torch.device, autocast: Callable[[], Any]) -> np.ndarray:
     """Class logits [N, C] (float32) of a classifier for sequences, in batches, truncating to max_length."""
     model.eval()
@@ -410,7 +357,7 @@ def predict_logits(model: torch.nn.Module, tokenizer: KmerTokenizer, seqs: list[
     return np.concatenate(out) if out else np.zeros((0, model.num_labels), np.float32)
 
 
-def score_split(model: torch.nn.Module, tokenizer: KmerTokenizer, split: Split, max_length: int, batch_size: int,
+def score_split(model: torch.nn.Module, tokenizer: Tokenizer, split: Split, max_length: int, batch_size: int,
                 device: torch.device, autocast: Callable[[], Any]) -> dict[str, float]:
     """MCC, macro F1, accuracy and mean cross-entropy loss of the model on a split."""
     return score_encoded(model, encode_split(tokenizer, split, max_length), batch_size, device, autocast)
@@ -429,15 +376,6 @@ def score_encoded(model: torch.nn.Module, data: Encoded, batch_size: int, device
     logits = torch.cat(out) if out else torch.zeros((0, model.num_labels))
     loss = float(F.cross_entropy(logits, data.labels)) if len(data.labels) else float("nan")
     return {**classification_metrics(data.labels.numpy(), logits.argmax(-1).numpy()), "loss": loss}
-
-
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
-    """AdamW (HF Trainer's betas and eps); no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8, **({"fused": True} if fused else {}))
 
 
 # ------------------------------------------------------------------------------------------ run folder
@@ -509,8 +447,8 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
     device = pick_device(cfg.device)
     autocast = autocast_for(device)
     model = build_classifier(spec, task.num_classes, cfg.seed, cfg.dropout).to(device)
-    opt = make_optimizer(model, plan["learning_rate"], cfg.weight_decay, fused=device.type == "cuda")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, plan["warmup_steps"], total))
+    opt = adamw(model, plan["learning_rate"], cfg.weight_decay, fused=device.type == "cuda")  # HF Trainer's betas, eps
+    sched = linear_schedule(opt, plan["warmup_steps"], total)
 
     start = "from scratch" if spec.state is None else f"from {spec.source['run']} (step {spec.source['step']})"
     print(f"randommask finetune: {task.name} ({task.group}, {'FALLBACK' if task.fallback else 'standard'} "
@@ -590,7 +528,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
     checkpoint_name = None
     if cfg.save_model:
         state = {"step": best_step, "model": best_state, "model_config": model.config.to_dict(),
-                 "tokenizer": {"name": tok.name, "k": tok.k, "stride": tok.stride}, "vocab": list(tok.vocab),
+                 "tokenizer": tok.spec, "vocab": list(tok.vocab),
                  "kind": "finetune", "task": task.name, "labels": labels_list, "max_length": max_len,
                  "config": to_dict(cfg), "dev": best_dev, "source": spec.source}
         checkpoint_name = ckpt.save_checkpoint(out, best_step, state, keep=1).relative_to(out).as_posix()
@@ -599,7 +537,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
         "kind": "finetune", "task": task.name, "group": task.group, "task_path": str(task.path.resolve()),
         "num_classes": task.num_classes, "labels": labels_list, "fallback": task.fallback,
         "protocol": task.protocol, "seed": cfg.seed, "model": spec.source,
-        "tokenizer": {"name": tok.name, "k": tok.k, "stride": tok.stride},
+        "tokenizer": tok.spec,
         "sizes": sizes, "full_sizes": full_sizes, "subsampled": subsampled, "truncated": truncated,
         "hparams": plan, "best": {"step": best_step, "dev": best_dev, "dev_selection": best_selection,
                                   "selection_rows": len(select)},
@@ -611,20 +549,3 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
           f"{test_m['mcc']:.4f}, F1 {test_m['f1']:.4f}, accuracy {test_m['accuracy']:.4f} ({wall:.0f} s); "
           f"{out / RESULTS}", flush=True)
     return results
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def run_finetune(cfg: FinetuneConfig, ns: argparse.Namespace) -> int:
-    finetune(cfg)
-    return 0
-
-
-#: Options every fine-tuning command shares, with short aliases.
-ALIASES = {"--lr": "learning_rate"}
-
-
-def cli_commands() -> list[Command]:
-    return [Command(
-        "finetune", "Fine-tune a pre-trained run (or --from-scratch) on one GUE task folder; best dev MCC model, "
-        "test scored once.", FinetuneConfig, run_finetune, load=load_finetune_config,
-        positionals=[("MODEL", "model", "?"), ("TASK", "task", "?")], aliases={**ALIASES, "--out": "out_dir"})]

@@ -16,7 +16,7 @@ Three layers, each usable alone:
    looks valid. `GenomeStore.open` memory-maps the bases read-only, so any window is an O(1) slice and
    the genome is never loaded whole.
 
-3. **Window sampling** in DNABERT's manner (`SamplerConfig`, `WindowSampler`, `WindowDataset`).
+3. **Window sampling** in DNABERT's manner (`SamplerConfig`, `WindowSampler`).
 
 The code table (`BASES`, `str_to_codes`, `codes_to_str`) is defined in `randommask.alphabet`::
 
@@ -37,11 +37,8 @@ batch size ``B`` uses, at step ``s``, the rank-local indices ``s * B + j`` for `
 
     batch = [sampler.draw(sampler.global_index(s * B + j)) for j in range(B)]
 
-`WindowDataset` wraps this for a ``torch.utils.data.DataLoader``. Its DataLoader workers split the
-rank's local indices between them by whole batches (worker ``w`` of ``n`` makes batches ``w, w + n,
-...``), so with the DataLoader's ``batch_size`` passed to the dataset too, the batches come out in the
-same order and with the same windows whatever the number of workers; ``start=s * B`` resumes after
-step ``s``.
+Pre-training's `MaskedBatches` (`randommask.pretrain`) reads this stream, split between DataLoader
+workers by whole batches.
 
 Training draws only from the head of each record and evaluation only from its held-out tail (the
 last ``heldout_fraction`` of it, rounded to whole bases); a window never crosses that boundary.
@@ -62,7 +59,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.utils.data
 
 from randommask.alphabet import (
     _ALLOWED_MSG,
@@ -85,7 +81,6 @@ __all__ = [
     "GenomeStore",
     "SamplerConfig",
     "Window",
-    "WindowDataset",
     "WindowSampler",
     "codes_to_str",
     "iter_fasta_chunks",
@@ -785,64 +780,11 @@ class WindowSampler:
         return [self._draw(i, "eval", _EVAL_FIXED, False)[1] for i in range(n)]
 
 
-class WindowDataset(torch.utils.data.IterableDataset):
-    """This rank's windows of a `WindowSampler`, as an iterable dataset for a DataLoader.
-
-    Yields dicts ``{"index", "record", "start", "length", "reverse", "codes"}`` (``codes`` a uint8
-    numpy array; lengths vary when ``short_prob > 0``, so give the DataLoader a ``collate_fn`` that
-    pads, or a `transform`), or ``transform(item)`` when `transform` is given.
-
-    Items cover the rank-local indices ``start, start + 1, ...`` (``start + num_windows`` excluded;
-    endless when `num_windows` is None). DataLoader workers split them by blocks of `batch_size`
-    (worker ``w`` of ``n`` makes blocks ``w, w + n, ...``); pass the DataLoader's own batch size, and
-    its batches then hold local indices ``start + b * batch_size + j`` in order, whatever the number of
-    workers. With `batch_size` None the blocks are single items.
-    """
-
-    def __init__(
-        self,
-        sampler: WindowSampler,
-        *,
-        batch_size: int | None = None,
-        start: int = 0,
-        num_windows: int | None = None,
-        transform: Callable[[dict[str, Any]], Any] | None = None,
-    ) -> None:
-        super().__init__()
-        if batch_size is not None and batch_size < 1:
-            raise ValueError("batch_size must be positive")
-        if start < 0 or (num_windows is not None and num_windows < 0):
-            raise ValueError("start and num_windows must be >= 0")
-        self.sampler = sampler
-        self.block = batch_size or 1
-        self.start = start
-        self.stop = None if num_windows is None else start + num_windows
-        self.transform = transform
-
-    def local_indices(self, worker: int = 0, num_workers: int = 1) -> Iterator[int]:
-        """The rank-local indices that worker `worker` of `num_workers` produces, in order."""
-        b = worker
-        while True:
-            lo = self.start + b * self.block
-            hi = lo + self.block
-            if self.stop is not None:
-                if lo >= self.stop:
-                    return
-                hi = min(hi, self.stop)
-            yield from range(lo, hi)
-            b += num_workers
-
-    def __iter__(self) -> Iterator[Any]:
-        info = torch.utils.data.get_worker_info()
-        worker, num_workers = (0, 1) if info is None else (info.id, info.num_workers)
-        for local in self.local_indices(worker, num_workers):
-            window, codes = self.sampler.draw_window(self.sampler.global_index(local))
-            item = {
-                "index": window.index,
-                "record": window.record,
-                "start": window.start,
-                "length": window.length,
-                "reverse": window.reverse,
-                "codes": codes,
-            }
-            yield self.transform(item) if self.transform is not None else item
+def held_out_windows(store: GenomeStore, window_nt: int, n: int, seed: int, max_n_fraction: float,
+                     heldout_fraction: float) -> list[np.ndarray]:
+    """The first ``n`` held-out evaluation windows of a run, defined once: pre-training evaluates on them,
+    and analyze and the demo measure on the same ones. They depend only on the store, the window length,
+    the N threshold, the held-out share and the seed (never on short windows or strands)."""
+    scfg = SamplerConfig(window_nt=window_nt, short_prob=0.0, max_n_fraction=max_n_fraction,
+                         heldout_fraction=heldout_fraction, seed=seed)
+    return WindowSampler(store, scfg, "eval").eval_windows(n)

@@ -9,7 +9,7 @@ weights need no renaming, only the tied decoder aliases left out as HF does on d
 
 import: the reverse, from a local ``BertForMaskedLM`` folder (DNABERT's layout: ``config.json``,
 ``pytorch_model.bin`` or ``model.safetensors``, a ``vocab.txt`` of k-mers in its own order) into a run
-folder whose ``checkpoints/step-0.pt`` every later command opens with `checkpoint.load_pretrained`.
+folder whose ``checkpoints/step-0.pt`` every later command opens with `checkpoint.open_run`.
 The vocabulary keeps its id order; k comes from the k-mers, the stride from ``--stride`` (default:
 what an export recorded, else 1, overlapping, as DNABERT).
 
@@ -21,7 +21,6 @@ Nothing here imports ``transformers``: the files are written and read directly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -32,8 +31,7 @@ from typing import Any
 import torch
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command
-from randommask.config import from_dict, load_yaml
+from randommask.config import from_dict
 from randommask.errors import RandomMaskError
 from randommask.files import fsync_dir
 from randommask.model import (
@@ -45,9 +43,9 @@ from randommask.model import (
     load_hf_state_dict,
     num_parameters,
 )
-from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer
+from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer, Tokenizer
 
-__all__ = ["ExportConfig", "ImportConfig", "cli_commands", "export_run", "import_hf"]
+__all__ = ["ExportConfig", "ImportConfig", "export_run", "import_hf"]
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -140,23 +138,6 @@ def _write_folder(out: Path, force: bool, inputs: list[Path], fill: Any) -> None
 
 
 # ------------------------------------------------------------------------------------------ export
-def _read_run(run_dir: Path, checkpoint: str | None) -> tuple[Path, dict, KmerTokenizer]:
-    """The checkpoint state of a run folder, with the same checks as `checkpoint.load_pretrained`."""
-    if not run_dir.is_dir():
-        raise RandomMaskError(f"{run_dir}: run folder not found")
-    path = Path(checkpoint) if checkpoint else ckpt.latest_checkpoint(run_dir)
-    if checkpoint and not path.exists() and (run_dir / ckpt.CHECKPOINT_DIR / checkpoint).exists():
-        path = run_dir / ckpt.CHECKPOINT_DIR / checkpoint  # --checkpoint step-500.pt
-    if path is None:
-        hint = " (it is a Hugging Face folder already)" if (run_dir / "config.json").exists() else ""
-        raise RandomMaskError(f"{run_dir}: not a randommask run folder, no checkpoints/step-N.pt{hint}")
-    state = ckpt.load_checkpoint(path)
-    for key in ("model", "model_config", "tokenizer"):
-        if key not in state:
-            raise RandomMaskError(f"{path}: not a randommask checkpoint (no {key!r} entry)")
-    return path, state, ckpt.tokenizer_from_state(run_dir, state)
-
-
 def _id2label(state: dict, num_labels: int, path: Path) -> dict[int, str]:
     labels = state.get("labels")
     if labels is None:
@@ -175,7 +156,7 @@ def _id2label(state: dict, num_labels: int, path: Path) -> dict[int, str]:
     return out
 
 
-def _tokenizer_files(tokenizer: KmerTokenizer, max_len: int) -> dict[str, dict]:
+def _tokenizer_files(tokenizer: Tokenizer, max_len: int) -> dict[str, dict]:
     pad, unk, cls, sep, mask = SPECIAL_TOKENS
     specials = {"unk_token": unk, "sep_token": sep, "pad_token": pad, "cls_token": cls, "mask_token": mask}
     config = {
@@ -217,7 +198,7 @@ def _public_config(config: dict) -> dict:
 
 
 def _masking_lines(config: dict) -> list[str]:
-    from randommask.masking import MaskingConfig, centre_probability, phase_starts, span_widths
+    from randommask.masking import MaskingConfig, describe_lines
 
     raw = dict(config.get("masking") or {})
     if not raw:
@@ -226,33 +207,15 @@ def _masking_lines(config: dict) -> list[str]:
         m = from_dict(MaskingConfig, raw, "masking")
     except RandomMaskError:
         return [f"- Masking: `{raw.get('strategy', '?')}` (settings in the config below)"]
-    split = f"{m.mask_token_frac:.0%} [MASK], {m.random_token_frac:.0%} random k-mer, " \
-            f"{1 - m.mask_token_frac - m.random_token_frac:.0%} unchanged"
-    if m.strategy == "bert":
-        return [f"- Masking: BERT, each token chosen with probability {m.mask_prob} ({split})"]
-    if m.strategy == "dnabert":
-        return [f"- Masking: DNABERT, spans of {m.k} consecutive k-mers (the tokens overlapping one "
-                f"nucleotide), centre probability {m.centre_prob} ({split})"]
-    draw = "each span draws its width at random up to the phase maximum" if m.random_width else \
-        "all spans at the phase maximum"
-    lines = [f"- Masking: RandomMask, a curriculum of {m.phases} phases over {m.total_steps} steps whose "
-             f"masked spans widen ({draw}), "
-             f"with the centre probability set so that about {m.target_fraction:.0%} of tokens are masked "
-             f"({split}):"]
-    starts = phase_starts(m)
-    for q, start in enumerate(starts):
-        end = starts[q + 1] - 1 if q + 1 < len(starts) else m.total_steps - 1
-        widths = span_widths(m, start)
-        lines.append(f"  - phase {q + 1}: steps {start}-{end}, span widths "
-                     f"{', '.join(map(str, widths))} k-mers, centre probability {centre_probability(m, start):.4f}")
-    return lines
+    return describe_lines(m)
 
 
-def _how_trained(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, mconf: ModelConfig,
+def _how_trained(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
                  n_params: int, extra: dict) -> list[str]:
-    overlap = "overlapping" if tokenizer.stride == 1 else "non-overlapping"
-    lines = [f"- Tokenizer: `{tokenizer.name}`, {overlap} {tokenizer.k}-mers (stride {tokenizer.stride}), "
-             f"{tokenizer.vocab_size} tokens ({4 ** tokenizer.k} k-mers and 5 special tokens)",
+    k, s = tokenizer.bases_per_token, tokenizer.bases_between_tokens
+    overlap = "overlapping" if s == 1 else "non-overlapping"
+    lines = [f"- Tokenizer: `{tokenizer.name}`, {overlap} {k}-mers (stride {s}), "
+             f"{tokenizer.vocab_size} tokens ({len(tokenizer.kmer_ids)} k-mers and 5 special tokens)",
              f"- Model: BERT encoder, {mconf.num_layers} layers, hidden size {mconf.hidden_size}, "
              f"{mconf.num_heads} heads, feed-forward {mconf.intermediate_size}, up to "
              f"{mconf.max_position_embeddings} tokens, {n_params / 1e6:.2f}M parameters"
@@ -293,9 +256,9 @@ def _how_trained(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, m
     return lines
 
 
-def _model_card(kind: str, config: dict, step: int, tokenizer: KmerTokenizer, mconf: ModelConfig,
+def _model_card(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
                 n_params: int, id2label: dict[int, str] | None, extra: dict) -> str:
-    k, s = tokenizer.k, tokenizer.stride
+    k, s = tokenizer.bases_per_token, tokenizer.bases_between_tokens
     max_bases = tokenizer.bases_for_tokens(mconf.max_position_embeddings - 2)
     classify = id2label is not None
     auto = "AutoModelForSequenceClassification" if classify else "AutoModelForMaskedLM"
@@ -351,7 +314,8 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | None = None, 
 
     run_dir, out = Path(run), Path(out)
     _check_out(out, force, [run_dir])
-    path, state, tokenizer = _read_run(run_dir, checkpoint)
+    opened = ckpt.open_run(run_dir, checkpoint)
+    path, state, tokenizer = opened.checkpoint, opened.state, opened.tokenizer
     try:
         mconf = ModelConfig.from_dict(state["model_config"])
     except RandomMaskError as e:
@@ -383,8 +347,9 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | None = None, 
         hf_config["id2label"] = {str(i): name for i, name in sorted(id2label.items())}
         hf_config["label2id"] = {name: i for i, name in sorted(id2label.items())}
     # What an import needs and HF has no field for (transformers keeps unknown keys as they are).
-    hf_config["randommask"] = {"tokenizer": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride,
-                               "kind": kind, "step": int(state.get("step", 0))}
+    hf_config["randommask"] = {"tokenizer": tokenizer.name, "k": tokenizer.bases_per_token,
+                               "stride": tokenizer.bases_between_tokens, "kind": kind,
+                               "step": int(state.get("step", 0))}
     config = dict(state.get("config") or {})
     card = _model_card(kind, config, int(state.get("step", 0)), tokenizer, mconf, num_parameters(model), id2label,
                        state)
@@ -455,7 +420,7 @@ def _load_weights(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     raise RandomMaskError(f"{folder}: no model weights; expected {' or '.join(WEIGHT_FILES[::2])}{hint}")
 
 
-def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: KmerTokenizer) -> ModelConfig:
+def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: Tokenizer) -> ModelConfig:
     model_type = cfg.get("model_type")
     archs = cfg.get("architectures") or []
     if model_type is None and not (archs and all(str(a).startswith("Bert") for a in archs)):
@@ -512,8 +477,10 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
     vocab_path = folder / "vocab.txt"
     if not vocab_path.is_file():
         raise RandomMaskError(f"{vocab_path}: not found; randommask import needs the k-mer vocabulary")
-    probe = KmerTokenizer.from_vocab_file(vocab_path)  # k and the id order (or a clear error)
-    tokenizer = KmerTokenizer(probe.k, _stride(stride, probe.k, recorded.get("stride")), probe.vocab)
+    # A BERT vocab.txt of k-mers (DNABERT's format): k and the id order, or a clear error.
+    probe = KmerTokenizer.from_vocab_file(vocab_path)
+    k = probe.bases_per_token
+    tokenizer = probe.with_params(stride=_stride(stride, k, recorded.get("stride")))
     mconf = _hf_model_config(cfg_path, hf_cfg, tokenizer)
     weights_path, raw = _load_weights(folder)
 
@@ -535,10 +502,9 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
         raise RandomMaskError(f"{weights_path}: {e}") from None
 
     config = {"kind": "import", "source": str(folder.resolve()), "weights": weights_path.name,
-              "tokenizer": tokenizer.name, "stride": tokenizer.stride, "hf_config": hf_cfg}
+              "tokenizer": tokenizer.name, "stride": tokenizer.bases_between_tokens, "hf_config": hf_cfg}
     state = {"step": 0, "model": model.state_dict(), "model_config": mconf.to_dict(),
-             "tokenizer": {"name": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride},
-             "vocab": list(tokenizer.vocab), "config": config, "kind": "import"}
+             "tokenizer": tokenizer.spec, "vocab": list(tokenizer.vocab), "config": config, "kind": "import"}
 
     def fill(tmp: Path) -> None:
         import yaml
@@ -552,30 +518,3 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def run_export(cfg: ExportConfig, ns: argparse.Namespace) -> int:
-    if not cfg.run or not cfg.out:
-        raise RandomMaskError("give the run folder and the output folder: randommask export RUN OUT")
-    out = export_run(cfg.run, cfg.out, checkpoint=cfg.checkpoint, force=cfg.force)
-    print(f"exported {cfg.run} to {out}: load it with transformers' from_pretrained({str(out)!r})")
-    return 0
-
-
-def run_import(cfg: ImportConfig, ns: argparse.Namespace) -> int:
-    if not cfg.source or not cfg.out:
-        raise RandomMaskError("give the Hugging Face folder and the output folder: randommask import HF_FOLDER OUT")
-    out = import_hf(cfg.source, cfg.out, stride=cfg.stride, force=cfg.force)
-    info = load_yaml(out / "config.yaml")
-    print(f"imported {cfg.source} into {out} (tokenizer {info['tokenizer']}); "
-          f"use it with --init-from {out} or as the model of finetune, embed, analyze")
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    return [
-        Command("export", "Export a run folder as a Hugging Face transformers folder (config.json, "
-                "model.safetensors, tokenizer files, model card).", ExportConfig, run_export,
-                positionals=[("RUN", "run", None), ("OUT", "out", None)]),
-        Command("import", "Import a Hugging Face BertForMaskedLM folder (e.g. DNABERT) as a randommask run "
-                "folder.", ImportConfig, run_import,
-                positionals=[("HF_FOLDER", "source", None), ("OUT", "out", None)]),
-    ]

@@ -27,7 +27,6 @@ silently. Both commands run in batches on CPU or GPU (bf16 autocast on CUDA) wit
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import io
@@ -39,15 +38,13 @@ import numpy as np
 import torch
 
 from randommask.alphabet import str_to_codes
-from randommask.cli import Command
-from randommask.config import from_dict
+from randommask.checkpoint import open_run
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_bytes, atomic_write_text
-from randommask.finetune import autocast_for, open_run
 from randommask.metrics import classification_metrics
 from randommask.model import BertEncoderModel, BertForSequenceClassification, ModelConfig, load_hf_state_dict
-from randommask.pretrain import pick_device
-from randommask.tokenizers import KmerTokenizer
+from randommask.runtime import autocast_for, pick_device
+from randommask.tokenizers import Tokenizer
 
 __all__ = [
     "EmbedConfig",
@@ -220,17 +217,18 @@ class WindowPlan:
         return self.too_long & (self.windows == 1)
 
 
-def plan_windows(lengths: np.ndarray, tokenizer: KmerTokenizer, max_length: int, long: str,
+def plan_windows(lengths: np.ndarray, tokenizer: Tokenizer, max_length: int, long: str,
                  overlap: int | None = None) -> WindowPlan:
     """Cut sequences into model inputs of at most ``max_length`` tokens (see the module docstring)."""
     window_nt = tokenizer.bases_for_tokens(max_length - 2)
     if overlap is None:
-        overlap = max(window_nt // 4, tokenizer.k - 1)
+        overlap = max(window_nt // 4, tokenizer.bases_per_token - 1)
     if long == "windows" and overlap >= window_nt:
         raise RandomMaskError(f"window_overlap {overlap} must be smaller than a window ({window_nt} bases)")
     # With overlapping k-mers, windows sharing k - 1 bases lose no k-mer at a seam; a step that is a
     # multiple of the stride keeps non-overlapping k-mers in the same frame in every window.
-    step = max(tokenizer.stride, (window_nt - overlap) // tokenizer.stride * tokenizer.stride)
+    hop = tokenizer.bases_between_tokens
+    step = max(hop, (window_nt - overlap) // hop * hop)
     record, start, end, windows = [], [], [], []
     for i, n in enumerate(np.asarray(lengths, dtype=np.int64).tolist()):
         if n <= window_nt or long == "truncate":
@@ -247,7 +245,7 @@ def plan_windows(lengths: np.ndarray, tokenizer: KmerTokenizer, max_length: int,
                       np.asarray(windows, np.int64), np.asarray(lengths) > window_nt, window_nt, overlap)
 
 
-def _run_windows(seqs: Sequences, plan: WindowPlan, tok: KmerTokenizer, max_length: int, batch_size: int,
+def _run_windows(seqs: Sequences, plan: WindowPlan, tok: Tokenizer, max_length: int, batch_size: int,
                  device: torch.device, progress: bool, desc: str,
                  fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
     """Weighted mean per sequence of ``fn``'s per-window values: fn(ids, mask) -> (values [B, D], weights [B])."""
@@ -312,20 +310,16 @@ def _out_path(opt: InferenceOptions, suffix: str) -> Path:
     return Path(f"{name}{suffix}")
 
 
-def _tokenizer(tok: KmerTokenizer, stride: int | None) -> KmerTokenizer:
-    return tok if stride is None or stride == tok.stride else KmerTokenizer(tok.k, stride, tok.vocab)
-
-
-# ------------------------------------------------------------------------------------------ predict
 def predict(cfg: PredictConfig) -> dict:
     """Write the predictions CSV; returns a summary (path, counts, metrics if labels were given)."""
     cfg.validate()
-    pre, state = open_run(cfg.model)
+    pre = open_run(cfg.model)
+    state = pre.state
     if "classifier.weight" not in pre.model_state:
         raise RandomMaskError(f"{pre.checkpoint}: not a fine-tuned classifier (a pre-trained run?); fine-tune it "
                               "with `randommask finetune`, or use `randommask embed`")
     mconf = ModelConfig.from_dict(pre.model_config)
-    tok = _tokenizer(pre.tokenizer, cfg.tokenizer_stride)
+    tok = pre.tokenizer.with_params(stride=cfg.tokenizer_stride)
     max_length = _max_length(cfg, int(state.get("max_length") or mconf.max_position_embeddings),
                              mconf.max_position_embeddings)
     seqs = read_sequences(cfg.input)
@@ -354,7 +348,7 @@ def predict(cfg: PredictConfig) -> dict:
     atomic_write_text(out, buf.getvalue())
     summary: dict = {"out": str(out), "n": len(seqs.ids), "too_long": int(plan.too_long.sum()),
                      "truncated": int(plan.truncated.sum()), "max_length": max_length}
-    msg = f"predicted {len(seqs.ids)} sequences with {pre.run_dir} ({state.get('task', 'task unknown')}) -> {out}"
+    msg = f"predicted {len(seqs.ids)} sequences with {pre.path} ({state.get('task', 'task unknown')}) -> {out}"
     if seqs.labels is not None and all(_is_int(x) for x in seqs.labels):
         summary["metrics"] = classification_metrics(np.array([int(x) for x in seqs.labels]), pred)
         msg += "; against the label column: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
@@ -373,9 +367,9 @@ def _is_int(text: str) -> bool:
 def embed(cfg: EmbedConfig) -> dict:
     """Write the embeddings .npy and its ids file; returns a summary (paths, shape, counts)."""
     cfg.validate()
-    pre, _ = open_run(cfg.model)
+    pre = open_run(cfg.model)
     mconf = ModelConfig.from_dict(pre.model_config)
-    tok = _tokenizer(pre.tokenizer, cfg.tokenizer_stride)
+    tok = pre.tokenizer.with_params(stride=cfg.tokenizer_stride)
     if not -(mconf.num_layers + 1) <= cfg.layer <= mconf.num_layers:
         raise RandomMaskError(f"--layer {cfg.layer} is out of range: the model has layers 0..{mconf.num_layers} "
                               "(0 = embeddings output, -1 = last)")
@@ -419,34 +413,3 @@ def embed(cfg: EmbedConfig) -> dict:
         print(f"note: {note}")
     return {"out": str(out), "ids": str(ids_path), "shape": tuple(emb.shape), "too_long": int(plan.too_long.sum()),
             "truncated": int(plan.truncated.sum()), "max_length": max_length}
-
-
-# ------------------------------------------------------------------------------------------ CLI
-def _load(cls: type) -> Callable[[dict], InferenceOptions]:
-    def load(data: dict) -> InferenceOptions:
-        cfg = from_dict(cls, data)
-        cfg.validate()
-        return cfg
-
-    return load
-
-
-def run_predict(cfg: PredictConfig, ns: argparse.Namespace) -> int:
-    predict(cfg)
-    return 0
-
-
-def run_embed(cfg: EmbedConfig, ns: argparse.Namespace) -> int:
-    embed(cfg)
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    positionals = [("MODEL", "model", "?"), ("INPUT", "input", "?")]
-    return [
-        Command("predict", "Class probabilities of a fine-tuned run for sequences in a FASTA or CSV file.",
-                PredictConfig, run_predict, load=_load(PredictConfig),
-                positionals=positionals),
-        Command("embed", "Embeddings (mean-pooled or [CLS]) of sequences in a FASTA or CSV file, to .npy.",
-                EmbedConfig, run_embed, load=_load(EmbedConfig), positionals=positionals),
-    ]

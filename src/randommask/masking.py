@@ -25,14 +25,13 @@ loops run over the (at most a few) span offsets, never over tokens.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from randommask.errors import RandomMaskError
 
-STRATEGIES = ("bert", "dnabert", "randommask")
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # the label of every position that takes no part in the loss (PyTorch / HF convention)
 
 
 @dataclass
@@ -53,7 +52,8 @@ class MaskingConfig:
     target_fraction: randommask: expected fraction of maskable tokens masked; sets the centre prob.
     phase_boundaries: randommask: the steps at which phases 1, 2, ... begin (len = phases - 1);
         None: equal phases over total_steps.
-    total_steps: the planned number of training steps (for equal phases).
+    total_steps: the planned number of training steps (for equal phases); a run sets it (and k) through
+        `plan`, never by changing its config.
     mask_token_frac, random_token_frac: the 80/10/10 rule (the rest is left unchanged).
     """
 
@@ -94,38 +94,162 @@ class MaskingConfig:
         return asdict(self)
 
 
+# ------------------------------------------------------------------------------------------ strategies
+class Strategy:
+    """One masking strategy: how many tokens a centre covers and how likely a centre is at each step,
+    and how to say so to a person. Registered by name in `STRATEGIES` (`register`); a new strategy is
+    one subclass here plus its tests, and every command (pretrain, the model card, the demo, analyze)
+    asks it instead of testing its name.
+
+    The defaults are a strategy without phases (one schedule for the whole run).
+    """
+
+    name: str = ""
+    title: str = ""  # how a person names it: "BERT", "DNABERT", "RandomMask"
+    spans_of_tokens: bool = True  # its widths count in the tokenizer's span unit (config.k follows it)
+    phased: bool = False  # training moves through phases (pretrain logs each one as it begins)
+
+    def phase_at(self, config: MaskingConfig, step: int) -> int:
+        return 0
+
+    def phase_starts(self, config: MaskingConfig) -> list[int]:
+        return [0]
+
+    def follows_steps(self, config: MaskingConfig) -> bool:
+        """Whether the schedule moves with the planned steps (so a resume may not change them)."""
+        return False
+
+    def span_widths(self, config: MaskingConfig, step: int) -> list[int]:
+        raise NotImplementedError
+
+    def centre_probability(self, config: MaskingConfig, step: int) -> float:
+        raise NotImplementedError
+
+    def describe(self, config: MaskingConfig) -> list[str]:
+        """Markdown bullet lines for a model card or report: the strategy, its numbers, and its phases."""
+        raise NotImplementedError
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: add a strategy to `STRATEGIES` under its ``name``."""
+    STRATEGIES[cls.name] = cls()
+    return cls
+
+
+def _split(config: MaskingConfig) -> str:
+    return (f"{config.mask_token_frac:.0%} [MASK], {config.random_token_frac:.0%} random k-mer, "
+            f"{1 - config.mask_token_frac - config.random_token_frac:.0%} unchanged")
+
+
+@register
+class Bert(Strategy):
+    """Every maskable token is chosen with probability ``mask_prob`` (15%)."""
+
+    name, title, spans_of_tokens = "bert", "BERT", False
+
+    def span_widths(self, config: MaskingConfig, step: int) -> list[int]:
+        return [1]
+
+    def centre_probability(self, config: MaskingConfig, step: int) -> float:
+        return config.mask_prob
+
+    def describe(self, config: MaskingConfig) -> list[str]:
+        return [f"- Masking: BERT, each token chosen with probability {config.mask_prob} ({_split(config)})"]
+
+
+@register
+class Dnabert(Strategy):
+    """Contiguous spans of k tokens around centres drawn with probability ``centre_prob``."""
+
+    name, title = "dnabert", "DNABERT"
+
+    def span_widths(self, config: MaskingConfig, step: int) -> list[int]:
+        return [config.k]
+
+    def centre_probability(self, config: MaskingConfig, step: int) -> float:
+        return config.centre_prob
+
+    def describe(self, config: MaskingConfig) -> list[str]:
+        return [f"- Masking: DNABERT, spans of {config.k} consecutive k-mers (the tokens overlapping one "
+                f"nucleotide), centre probability {config.centre_prob} ({_split(config)})"]
+
+
+@register
+class RandomMask(Strategy):
+    """The curriculum: phases whose spans widen, the centre probability solved for the target fraction."""
+
+    name, title, phased = "randommask", "RandomMask", True
+
+    def phase_at(self, config: MaskingConfig, step: int) -> int:
+        if not config.curriculum:
+            return config.phases - 1
+        if config.phase_boundaries is not None:
+            return int(np.searchsorted(np.asarray(config.phase_boundaries), step, side="right"))
+        return min(config.phases - 1, max(0, step) * config.phases // config.total_steps)
+
+    def phase_starts(self, config: MaskingConfig) -> list[int]:
+        if not config.curriculum:
+            return [0]
+        if config.phase_boundaries is not None:
+            return [0, *config.phase_boundaries]
+        # The smallest step s with s * phases // total >= q.
+        return [-(-q * config.total_steps // config.phases) for q in range(config.phases)]
+
+    def follows_steps(self, config: MaskingConfig) -> bool:
+        return config.curriculum and config.phase_boundaries is None
+
+    def span_widths(self, config: MaskingConfig, step: int) -> list[int]:
+        q = self.phase_at(config, step)
+        start = config.start_width or config.k
+        widths = [start + config.width_growth * j for j in range(q + 1)]
+        return widths if config.random_width else [widths[-1]]
+
+    def centre_probability(self, config: MaskingConfig, step: int) -> float:
+        return _solve_centre_prob(tuple(self.span_widths(config, step)), config.target_fraction)
+
+    def describe(self, config: MaskingConfig) -> list[str]:
+        draw = "each span draws its width at random up to the phase maximum" if config.random_width else \
+            "all spans at the phase maximum"
+        lines = [f"- Masking: RandomMask, a curriculum of {config.phases} phases over {config.total_steps} steps "
+                 f"whose masked spans widen ({draw}), with the centre probability set so that about "
+                 f"{config.target_fraction:.0%} of tokens are masked ({_split(config)}):"]
+        starts = self.phase_starts(config)
+        for q, start in enumerate(starts):
+            end = starts[q + 1] - 1 if q + 1 < len(starts) else config.total_steps - 1
+            lines.append(f"  - phase {q + 1}: steps {start}-{end}, span widths "
+                         f"{', '.join(map(str, self.span_widths(config, start)))} k-mers, centre probability "
+                         f"{self.centre_probability(config, start):.4f}")
+        return lines
+
+
+def strategy(config: MaskingConfig) -> Strategy:
+    return STRATEGIES[config.strategy]
+
+
+def plan(config: MaskingConfig, total_steps: int, span_unit: int) -> MaskingConfig:
+    """The masking a run uses: ``config`` with the run's planned steps and, for strategies whose spans
+    count tokens, the tokenizer's span unit as k. A new config: the one given is never changed."""
+    k = span_unit if strategy(config).spans_of_tokens else config.k
+    return replace(config, total_steps=int(total_steps), k=int(k))
+
+
 # ------------------------------------------------------------------------------------------ schedule
 def phase_at(config: MaskingConfig, step: int) -> int:
-    """The RandomMask phase (0-based) in force at a training step; 0 for the other strategies."""
-    if config.strategy != "randommask":
-        return 0
-    if not config.curriculum:
-        return config.phases - 1
-    if config.phase_boundaries is not None:
-        return int(np.searchsorted(np.asarray(config.phase_boundaries), step, side="right"))
-    return min(config.phases - 1, max(0, step) * config.phases // config.total_steps)
+    """The phase (0-based) in force at a training step; 0 for strategies without phases."""
+    return strategy(config).phase_at(config, step)
 
 
 def phase_starts(config: MaskingConfig) -> list[int]:
     """The first step of every phase (one phase, from step 0, without a curriculum)."""
-    if config.strategy != "randommask" or not config.curriculum:
-        return [0]
-    if config.phase_boundaries is not None:
-        return [0, *config.phase_boundaries]
-    # The smallest step s with s * phases // total >= q.
-    return [-(-q * config.total_steps // config.phases) for q in range(config.phases)]
+    return strategy(config).phase_starts(config)
 
 
 def span_widths(config: MaskingConfig, step: int) -> list[int]:
     """The span widths a centre may draw at this step (one width for bert: 1, dnabert: k)."""
-    if config.strategy == "bert":
-        return [1]
-    if config.strategy == "dnabert":
-        return [config.k]
-    q = phase_at(config, step)
-    start = config.start_width or config.k
-    widths = [start + config.width_growth * j for j in range(q + 1)]
-    return widths if config.random_width else [widths[-1]]
+    return strategy(config).span_widths(config, step)
 
 
 def _extent(width: np.ndarray | int) -> tuple:
@@ -148,11 +272,7 @@ def centre_probability(config: MaskingConfig, step: int) -> float:
     bert: mask_prob; dnabert: centre_prob; randommask: solved (bisection) so that the expected masked
     fraction of tokens away from the ends equals target_fraction for this phase's widths.
     """
-    if config.strategy == "bert":
-        return config.mask_prob
-    if config.strategy == "dnabert":
-        return config.centre_prob
-    return _solve_centre_prob(tuple(span_widths(config, step)), config.target_fraction)
+    return strategy(config).centre_probability(config, step)
 
 
 @functools.lru_cache(maxsize=256)
@@ -171,6 +291,11 @@ def expected_mask_fraction(config: MaskingConfig, step: int) -> float:
     return _covered_fraction(centre_probability(config, step), span_widths(config, step))
 
 
+def describe_lines(config: MaskingConfig) -> list[str]:
+    """The strategy's own description (markdown bullets): what the model card, demo and report print."""
+    return strategy(config).describe(config)
+
+
 def describe(config: MaskingConfig, step: int) -> dict:
     """A summary for logs: phase, width range and centre probability at this step."""
     widths = span_widths(config, step)
@@ -182,6 +307,23 @@ def describe(config: MaskingConfig, step: int) -> dict:
 def masking_rng(seed: int, step: int, rank: int = 0, worker: int = 0) -> np.random.Generator:
     """The generator for one batch: the mask of a batch is reproducible from (seed, step, rank)."""
     return np.random.default_rng(np.random.SeedSequence([seed, step, rank, worker]))
+
+
+#: Streams apart from every training rank's (ranks count from 0; no run has 10,000 of them): the held-out
+#: evaluation's masks, and the masks the analyses draw to measure what a strategy hides.
+EVAL_STREAM = 10_000
+ANALYSIS_STREAM = 20_000
+
+
+def eval_rng(seed: int, batch: int) -> np.random.Generator:
+    """The mask generator of held-out batch ``batch``: the same masks at every evaluation of a run (only
+    the phase changes), for pretrain's evaluations and the demo's baselines alike."""
+    return masking_rng(seed, 0, EVAL_STREAM + batch)
+
+
+def analysis_rng(seed: int, step: int, draw: int = 0) -> np.random.Generator:
+    """The generator of an analysis's mask draw ``draw`` at ``step`` (demo and analyze)."""
+    return masking_rng(seed, step, ANALYSIS_STREAM + draw)
 
 
 def choose_masked(special_mask: np.ndarray, rng: np.random.Generator, config: MaskingConfig,

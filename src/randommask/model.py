@@ -24,6 +24,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from randommask.errors import RandomMaskError
+from randommask.masking import IGNORE_INDEX
 
 __all__ = [
     "PRESETS",
@@ -41,7 +42,6 @@ __all__ = [
     "num_parameters",
 ]
 
-IGNORE_INDEX = -100  # label value that takes no part in the loss (PyTorch / HF convention)
 
 
 # --------------------------------------------------------------------------------------------
@@ -316,7 +316,6 @@ class BertSelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.dropout_p = config.attention_dropout
-        self.cheap_dropout = True  # `attention_with_dropout` on the CPU in training (False: SDPA's own, for benchmarks)
 
     def _heads(self, x: Tensor) -> Tensor:
         b, t, _ = x.shape
@@ -358,7 +357,7 @@ class BertSelfAttention(nn.Module):
             probs = scores.softmax(dim=-1)
             # Returned probabilities are pre-dropout: rows sum to 1 even in training mode.
             context = torch.matmul(F.dropout(probs, p=dropout_p, training=self.training), v)
-        elif dropout_p > 0.0 and q.device.type == "cpu" and self.cheap_dropout:
+        elif dropout_p > 0.0 and q.device.type == "cpu":
             context = attention_with_dropout(q, k, v, mask, dropout_p)
         else:  # CUDA's fused kernels apply dropout themselves; without dropout the CPU's is fused too
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)

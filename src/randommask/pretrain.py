@@ -34,10 +34,20 @@ from randommask import checkpoint as ckpt
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
-from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, prepare
-from randommask.masking import MaskingConfig, apply_mask, describe, masking_rng
+from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, held_out_windows, prepare
+from randommask.masking import IGNORE_INDEX, MaskingConfig, apply_mask, describe, eval_rng, masking_rng, plan
+from randommask.masking import strategy as mask_strategy
 from randommask.model import BertForMaskedLM, ModelConfig, load_hf_state_dict, model_config, num_parameters
-from randommask.tokenizers import KmerTokenizer
+from randommask.runtime import (
+    Dist,
+    adamw,
+    autocast_for,
+    linear_schedule,
+    pick_device,
+    setup_distributed,
+    use_deterministic,
+)
+from randommask.tokenizers import Tokenizer, from_name
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -156,12 +166,13 @@ def long_shape(cfg: PretrainConfig) -> tuple[int, int]:
 
 
 def has_long_steps(cfg: PretrainConfig) -> bool:
-    return any(long_step(cfg, s) is not None for s in (cfg.steps - 1, cfg.data.long_every - 1)) \
-        if cfg.data.long_max_tokens else False
+    if not cfg.data.long_max_tokens:
+        return False
+    return any(long_step(cfg, s) is not None for s in (cfg.steps - 1, cfg.data.long_every - 1))
+
 
 def load_config(data: dict) -> PretrainConfig:
     cfg = from_dict(PretrainConfig, data)
-    cfg.masking.total_steps = cfg.steps  # the curriculum is planned over the run's steps
     cfg.validate()
     return cfg
 
@@ -199,7 +210,7 @@ class MaskedBatches(torch.utils.data.IterableDataset):
     is also the order a DataLoader returns them in, so the stream is the same for any worker count.
     """
 
-    def __init__(self, sampler: WindowSampler, tokenizer: KmerTokenizer, masking: MaskingConfig, cfg: PretrainConfig,
+    def __init__(self, sampler: WindowSampler, tokenizer: Tokenizer, masking: MaskingConfig, cfg: PretrainConfig,
                  rank: int, start_step: int, long_sampler: WindowSampler | None = None) -> None:
         super().__init__()
         self.sampler, self.tokenizer, self.masking, self.cfg = sampler, tokenizer, masking, cfg
@@ -230,9 +241,10 @@ class MaskedBatches(torch.utils.data.IterableDataset):
             micro += n
 
 
-def eval_batches(sampler: WindowSampler, tokenizer: KmerTokenizer, cfg: PretrainConfig) -> list:
+def eval_batches(store: GenomeStore, window_nt: int, tokenizer: Tokenizer, cfg: PretrainConfig) -> list:
     """The fixed held-out windows, tokenized once (masked anew at each evaluation for the current phase)."""
-    windows = sampler.eval_windows(cfg.eval_windows)
+    windows = held_out_windows(store, window_nt, cfg.eval_windows, cfg.seed, cfg.data.max_n_fraction,
+                               cfg.data.heldout_fraction)
     encs = []
     for i in range(0, len(windows), cfg.batch_size):
         encs.append(tokenizer.encode_batch(windows[i : i + cfg.batch_size], max_length=cfg.data.max_tokens,
@@ -241,24 +253,15 @@ def eval_batches(sampler: WindowSampler, tokenizer: KmerTokenizer, cfg: Pretrain
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warm-up to the peak, then linear decay to zero at the last step (DNABERT's schedule)."""
-    warm = max(0, min(cfg.optim.warmup_steps, cfg.steps - 1))
-    if step < warm:
-        return (step + 1) / warm
-    return max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+def warmup_steps(cfg: PretrainConfig) -> int:
+    """The warm-up, cut to leave at least the last step for decay."""
+    return max(0, min(cfg.optim.warmup_steps, cfg.steps - 1))
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig, fused: bool) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and LayerNorm weights (as BERT and DNABERT)."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kwargs = {"fused": True} if fused else {}
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps, **kwargs)
+    """AdamW with the run's settings (`runtime.adamw`: no weight decay on biases and LayerNorm weights)."""
+    o = cfg.optim
+    return adamw(model, o.lr, o.weight_decay, betas=o.betas, eps=o.eps, fused=fused)
 
 
 def compile_model(model: torch.nn.Module, example: dict[str, Any], autocast: Callable[[], Any],
@@ -301,42 +304,9 @@ def _probe_batch(cfg: PretrainConfig, vocab_size: int, device: torch.device) -> 
     ids = torch.randint(5, vocab_size, (b, t), generator=g)
     am = torch.ones(b, t, dtype=torch.long)
     am[-1, t // 2 :] = 0
-    labels = torch.where((torch.rand(b, t, generator=g) < 0.15) & am.bool(), ids, torch.full_like(ids, -100))
+    labels = torch.where((torch.rand(b, t, generator=g) < 0.15) & am.bool(), ids, torch.full_like(ids, IGNORE_INDEX))
     return {"input_ids": ids.to(device), "attention_mask": am.to(device), "labels": labels.to(device),
             "masked_only": True}
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RandomMaskError("device cuda was asked for, but no CUDA GPU is available")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device_name: str) -> Dist:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    if use_cuda:
-        torch.cuda.set_device(local)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    return Dist(rank, world, local)
 
 
 def open_store(cfg: PretrainConfig, run_dir: Path, d: Dist) -> GenomeStore:
@@ -415,13 +385,13 @@ class StopSignal:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, encs: list, tokenizer: KmerTokenizer, masking: MaskingConfig, step: int,
+def evaluate(model: torch.nn.Module, encs: list, tokenizer: Tokenizer, masking: MaskingConfig, step: int,
              seed: int, device: torch.device, autocast: Any) -> dict[str, float]:
     """Masked-token loss and accuracy on the held-out windows, masked as training masks at ``step``."""
     model.eval()
     total_loss, total_correct, total = 0.0, 0, 0
     for i, enc in enumerate(encs):
-        inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(seed, 0, 10_000 + i), masking, step,
+        inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, eval_rng(seed, i), masking, step,
                                        tokenizer.mask_id, tokenizer.kmer_ids)
         labels_t = torch.from_numpy(labels.astype(np.int64)).to(device)
         with autocast():
@@ -429,62 +399,43 @@ def evaluate(model: torch.nn.Module, encs: list, tokenizer: KmerTokenizer, maski
                         labels=labels_t, masked_only=True)
         n = int(out.num_masked)
         total_loss += float(out.loss) * n
-        total_correct += int((out.logits.argmax(-1) == labels_t[labels_t != -100]).sum())
+        total_correct += int((out.logits.argmax(-1) == labels_t[labels_t != IGNORE_INDEX]).sum())
         total += n
     model.train()
     return {"eval_loss": total_loss / max(total, 1), "eval_acc": total_correct / max(total, 1)}
 
 
-# ------------------------------------------------------------------------------------------ the loop
-def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | None = None) -> dict[str, Any]:
-    """Run (or resume) pre-training; returns the last logged figures.
-
-    ``resume``: False starts a run (refused where the folder has checkpoints), True continues from the
-    latest checkpoint (there must be one), ``"auto"`` continues when there is one and starts otherwise:
-    the one command line a pre-empted, requeued job can repeat.
-    """
-    cfg.masking.total_steps = cfg.steps
-    cfg.validate()
-    d = setup_distributed(cfg.device)
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and d.world > 1:
-        device = torch.device("cuda", d.local_rank)
-    run_dir = Path(cfg.out_dir)
-    tokenizer = KmerTokenizer.from_name(cfg.tokenizer)
-    masking = cfg.masking
-    masking.k = tokenizer.k if masking.strategy != "bert" else masking.k
-
-    # --- resume: the latest checkpoint of this run folder, checked against the config
-    state = None
+# ------------------------------------------------------------------------------------------ set-up
+def check_resume(cfg: PretrainConfig, run_dir: Path, resume: bool | str) -> dict | None:
+    """The latest checkpoint of the run folder when resuming (checked against the config), else None; a
+    folder that already holds checkpoints is never overwritten without --resume. ``"auto"`` resumes when
+    there is a checkpoint and starts the run otherwise: the one command line a requeued job repeats."""
     if resume == "auto":
         resume = ckpt.latest_checkpoint(run_dir) is not None
-    if resume:
-        path = ckpt.latest_checkpoint(run_dir)
-        if path is None:
-            raise RandomMaskError(f"{run_dir}: --resume, but the folder has no checkpoint to resume from")
-        state = ckpt.load_checkpoint(path)
-        planned = state.get("config", {}).get("steps", cfg.steps)
-        if planned != cfg.steps:
-            raise RandomMaskError(f"{path}: the run was planned over {planned} steps, not {cfg.steps} (the "
-                                  f"learning-rate schedule and masking phases follow them); resume with "
-                                  f"--steps {planned}")
-        diffs = config_differences(state.get("config", {}), to_dict(cfg))
-        if diffs:
-            raise RandomMaskError(f"{path}: checkpoint was made with another config (differs in: "
-                                  f"{', '.join(diffs[:5])}); resume with the same config or use a new --out")
-        tokenizer = ckpt.tokenizer_from_state(run_dir, state)
-    elif ckpt.latest_checkpoint(run_dir) is not None:
-        raise RandomMaskError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it "
-                              "or choose another output folder")
-    pre = None
-    if init_from and state is None:
-        pre = ckpt.load_pretrained(init_from)
-        if pre.tokenizer.k != tokenizer.k:
-            raise RandomMaskError(f"{init_from}: its tokenizer is {pre.tokenizer.name}, not {cfg.tokenizer} "
-                                  f"(k-mers of {pre.tokenizer.k}, not {tokenizer.k})")
-        # Its vocabulary in its own id order (an imported DNABERT's differs from ours), read with our stride.
-        tokenizer = KmerTokenizer(tokenizer.k, tokenizer.stride, pre.tokenizer.vocab)
-    # --- the model's shape, checked before any data work
+    if not resume:
+        if ckpt.latest_checkpoint(run_dir) is not None:
+            raise RandomMaskError(f"{run_dir}: already holds a run with checkpoints; pass --resume to continue it "
+                                  "or choose another output folder")
+        return None
+    path = ckpt.latest_checkpoint(run_dir)
+    if path is None:
+        raise RandomMaskError(f"{run_dir}: --resume, but the folder has no checkpoint to resume from")
+    state = ckpt.load_checkpoint(path)
+    planned = state.get("config", {}).get("steps", cfg.steps)
+    if planned != cfg.steps:
+        raise RandomMaskError(f"{path}: the run was planned over {planned} steps, not {cfg.steps} (the "
+                              f"learning-rate schedule and masking phases follow them); resume with "
+                              f"--steps {planned}")
+    diffs = config_differences(state.get("config", {}), to_dict(cfg))
+    if diffs:
+        raise RandomMaskError(f"{path}: checkpoint was made with another config (differs in: "
+                              f"{', '.join(diffs[:5])}); resume with the same config or use a new --out")
+    return state
+
+
+def model_shape(cfg: PretrainConfig, tokenizer: Tokenizer, state: dict | None, pre: ckpt.Run | None) -> ModelConfig:
+    """The model's architecture (the checkpoint's, the starting weights', or the preset's), checked against
+    the windows and the vocabulary before any data work."""
     if state is not None:
         mconf = ModelConfig.from_dict(state["model_config"])
     elif pre is not None:  # the architecture of the starting weights; cfg.model may still change dropout etc.
@@ -496,78 +447,244 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
         mconf = model_config(cfg.preset, tokenizer.vocab_size, **{"pad_vocab_multiple": 64, **cfg.model})
     longest = max(cfg.data.max_tokens, long_shape(cfg)[1] if has_long_steps(cfg) else 0)
     if mconf.max_position_embeddings < longest:
-        raise RandomMaskError(f"config: windows of {longest} tokens do not fit the model's "
+        raise RandomMaskError(f"config: a window of {longest} tokens does not fit the model's "
                               f"{mconf.max_position_embeddings} positions")
     if mconf.vocab_size != tokenizer.vocab_size:
         raise RandomMaskError(f"model vocabulary {mconf.vocab_size} != tokenizer vocabulary {tokenizer.vocab_size}")
-    if d.main:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, run_dir / "config.yaml")
-            tokenizer.save_vocab(run_dir / "vocab.txt")
-        except OSError as e:
-            raise RandomMaskError(f"{run_dir}: cannot write the run folder ({e.strerror or e})") from None
+    return mconf
 
-    if cfg.deterministic:
-        if device.type == "cuda":  # cuBLAS is deterministic only with a fixed workspace, read at its first call
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        # On CUDA a few kernels (attention backward) have no deterministic version: warn there, do not stop.
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    torch.manual_seed(cfg.seed + d.rank)
 
-    # --- data
-    store = open_store(cfg, run_dir, d)
+def write_run_folder(run_dir: Path, cfg: PretrainConfig, tokenizer: Tokenizer) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg, run_dir / "config.yaml")
+        tokenizer.save_vocab(run_dir / "vocab.txt")
+    except OSError as e:
+        raise RandomMaskError(f"{run_dir}: cannot write the run folder ({e.strerror or e})") from None
+
+
+def samplers(cfg: PretrainConfig, store: GenomeStore, tokenizer: Tokenizer,
+             d: Dist) -> tuple[WindowSampler, WindowSampler | None]:
+    """This rank's window streams: the training windows, and the long tail's (None without one)."""
     window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
     scfg = SamplerConfig(window_nt=window_nt, short_prob=cfg.data.short_prob,
                          min_window_nt=min(window_nt, tokenizer.bases_for_tokens(16)),
                          max_n_fraction=cfg.data.max_n_fraction,
                          reverse_complement_prob=cfg.data.reverse_complement_prob,
                          heldout_fraction=cfg.data.heldout_fraction, seed=cfg.seed)
-    train_sampler = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
-    long_sampler = None
-    if has_long_steps(cfg):
-        long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
-        long_sampler = WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank,
-                                     world_size=d.world)
-    eval_sampler = WindowSampler(store, scfg, "eval")
-    eval_encs = eval_batches(eval_sampler, tokenizer, cfg) if d.main else []
+    train = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
+    if not has_long_steps(cfg):
+        return train, None
+    long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
+    return train, WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank, world_size=d.world)
 
-    # --- model and optimizer
+
+def restore(state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, d: Dist,
+            device: torch.device) -> int:
+    """Model, optimizer, schedule and this rank's RNG states from a checkpoint; returns its step."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"][d.rank] if d.rank < len(state["rng"]["torch"])
+                        else state["rng"]["torch"][0])
+    cuda_states = state["rng"].get("cuda") or []  # dropout on a GPU draws from the CUDA generator
+    if device.type == "cuda" and d.rank < len(cuda_states) and cuda_states[d.rank] is not None:
+        torch.cuda.set_rng_state(cuda_states[d.rank], device)
+    return int(state["step"])
+
+
+def batch_loader(batches: MaskedBatches, cfg: PretrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
+                                       pin_memory=device.type == "cuda",
+                                       prefetch_factor=4 if cfg.data.num_workers else None,
+                                       persistent_workers=False,
+                                       # Its own generator: creating the iterator must not draw from the
+                                       # global RNG, whose state (dropout) the checkpoint restores.
+                                       generator=torch.Generator().manual_seed(cfg.seed))
+
+
+# ------------------------------------------------------------------------------------------ the loop's pieces
+@dataclass
+class Training:
+    """What the loop's steps share: the run, its model and optimizer, and where it reports."""
+
+    cfg: PretrainConfig
+    d: Dist
+    device: torch.device
+    run_dir: Path
+    tokenizer: Tokenizer
+    model: torch.nn.Module  # the module itself (parameters, checkpoints, evaluation)
+    ddp_model: torch.nn.Module  # DistributedDataParallel around it (or the model)
+    train_model: Any  # what the forward goes through (compiled, or ddp_model)
+    opt: torch.optim.Optimizer
+    sched: Any
+    autocast: Callable[[], Any]
+    log: MetricsLog
+    bar: Any
+    eval_encs: list
+
+    def say(self, text: str) -> None:
+        (self.bar.write if self.bar else print)(text)
+
+
+@dataclass
+class Window:
+    """Training figures summed since the last log line."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    masked: float = 0.0
+    tokens: float = 0.0
+    t0: float = field(default_factory=time.perf_counter)
+
+
+def forward_backward(t: Training, it: Iterator[dict], step: int, window: Window) -> None:
+    """The step's micro-batches through forward and backward (gradients summed), their figures added to
+    ``window``; a non-finite loss adds none (the update is skipped after the gradient check)."""
+    cfg, device = t.cfg, t.device
+    for a in range(cfg.grad_accum):
+        batch = next(it)
+        assert batch["step"] == step, "batch stream out of step"  # the stream is a function of the step
+        ids = batch["input_ids"].to(device, non_blocking=True).long()
+        am_cpu = batch["attention_mask"]
+        # No padding in the batch: no mask at all, which lets SDPA use its fastest kernels (checked on
+        # the host copy, so no device sync).
+        am = None if bool(am_cpu.all()) else am_cpu.to(device, non_blocking=True)
+        labels = batch["labels"].to(device, non_blocking=True)
+        sync = contextlib.nullcontext() if (t.d.world == 1 or a == cfg.grad_accum - 1) else t.ddp_model.no_sync()
+        with sync, t.autocast():
+            out = t.train_model(ids, am, labels=labels, masked_only=True)
+            loss = out.loss / cfg.grad_accum
+        loss.backward()
+        with torch.no_grad():
+            n = out.num_masked
+            if not torch.isfinite(out.loss):
+                continue
+            window.loss += float(out.loss.detach()) * int(n)
+            window.correct += int((out.logits.argmax(-1) == labels[labels != IGNORE_INDEX]).sum())
+            window.masked += int(n)
+            window.tokens += int(am_cpu.sum())
+
+
+def update(t: Training, step: int, bad_steps: int) -> int:
+    """Clip and apply the gradients, or skip a non-finite update (keeping the step count, so the batch
+    stream and schedule stay aligned); returns the count of bad steps in a row, stopping at the limit."""
+    cfg = t.cfg
+    # grad_clip 0 turns clipping off; the norm is still measured for the finiteness check.
+    grad_norm = torch.nn.utils.clip_grad_norm_(t.model.parameters(), cfg.optim.grad_clip or math.inf)
+    if torch.isfinite(grad_norm):  # a finite norm implies a finite loss and finite gradients
+        t.opt.step()
+        bad_steps = 0
+    else:
+        bad_steps += 1
+        first = step * cfg.grad_accum * cfg.batch_size
+        note = {"step": step + 1, "skipped": "non-finite loss or gradient", "rank": t.d.rank,
+                "windows": [first, first + cfg.grad_accum * cfg.batch_size - 1]}
+        t.log.write(note)
+        t.say(f"step {step + 1}: non-finite loss or gradient, update skipped (rank {t.d.rank}, local windows "
+              f"{note['windows']})")
+        if bad_steps >= cfg.max_bad_steps:
+            raise RandomMaskError(f"{bad_steps} steps in a row with a non-finite loss or gradient (last at "
+                                  f"step {step + 1}); stopping, the last good checkpoint is kept. Try a "
+                                  "lower optim.lr or optim.grad_clip")
+    t.sched.step()
+    t.opt.zero_grad(set_to_none=True)
+    return bad_steps
+
+
+def log_window(t: Training, step: int, info: dict, window: Window) -> dict[str, Any]:
+    """One metrics.jsonl line: the window's figures summed over ranks, with the held-out evaluation when
+    it is due (masked as training masks at the step just taken)."""
+    cfg = t.cfg
+    stats = torch.tensor([window.loss, window.correct, window.masked, window.tokens], dtype=torch.float64)
+    if t.d.world > 1:
+        stats = stats.to(t.device)
+        dist.all_reduce(stats)
+        stats = stats.cpu()
+    wl, wc, wm, wt = stats.tolist()
+    elapsed = time.perf_counter() - window.t0
+    last = {"step": step, "loss": wl / max(wm, 1), "acc": wc / max(wm, 1), "phase": info["phase"],
+            "width_min": info["width_min"], "width_max": info["width_max"],
+            "lr": t.sched.get_last_lr()[0], "tokens_per_s": wt / max(elapsed, 1e-9)}
+    if (step % cfg.eval_interval == 0 or step == cfg.steps) and t.d.main:
+        last.update(evaluate(t.model, t.eval_encs, t.tokenizer, cfg.masking, step - 1, cfg.seed, t.device,
+                             t.autocast))
+    t.log.write(last)
+    if t.bar:
+        t.bar.set_postfix_str(
+            f"loss {last['loss']:.3f} acc {last['acc']:.3f} phase {last['phase'] + 1} "
+            f"w {last['width_min']}-{last['width_max']} lr {last['lr']:.1e} "
+            f"{last['tokens_per_s']:,.0f} tok/s", refresh=False)
+        if "eval_loss" in last:
+            t.bar.write(f"step {step}: loss {last['loss']:.4f} acc {last['acc']:.4f} | eval loss "
+                        f"{last['eval_loss']:.4f} acc {last['eval_acc']:.4f}")
+    return last
+
+
+def phase_note(masking: MaskingConfig, step: int, info: dict) -> str:
+    return (f"step {step}: {mask_strategy(masking).title} phase {info['phase'] + 1}/{masking.phases}, "
+            f"span widths {info['width_min']}..{info['width_max']}, centre probability {info['centre_prob']:.4f}")
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | None = None) -> dict[str, Any]:
+    """Run (or resume) pre-training; returns the last logged figures.
+
+    ``resume``: False starts a run (refused where the folder has checkpoints), True continues from the
+    latest checkpoint (there must be one), ``"auto"`` continues when there is one and starts otherwise.
+    """
+    cfg.validate()
+    d = setup_distributed(cfg.device)
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and d.world > 1:
+        device = torch.device("cuda", d.local_rank)
+    run_dir = Path(cfg.out_dir)
+    tokenizer = from_name(cfg.tokenizer)
+    # The masking planned over this run's steps in the tokenizer's span unit. `cfg` is from here on the
+    # effective config (what config.yaml and the checkpoints record), a new object: the caller's is untouched.
+    cfg = replace(cfg, masking=plan(cfg.masking, cfg.steps, tokenizer.span_unit))
+    masking = cfg.masking
+
+    state = check_resume(cfg, run_dir, resume)
+    if state is not None:
+        tokenizer = ckpt.tokenizer_from_state(run_dir, state)
+    pre = ckpt.open_run(init_from) if init_from and state is None else None
+    if pre is not None:
+        # Its vocabulary in its own id order (an imported DNABERT's differs from ours), read our way.
+        try:
+            tokenizer = tokenizer.with_vocab(pre.tokenizer.vocab)
+        except RandomMaskError:
+            raise RandomMaskError(f"{init_from}: its tokenizer is {pre.tokenizer.name}, not {cfg.tokenizer} "
+                                  "(another vocabulary)") from None
+    mconf = model_shape(cfg, tokenizer, state, pre)
+    if d.main:
+        write_run_folder(run_dir, cfg, tokenizer)
+    if cfg.deterministic:
+        use_deterministic(device)
+    torch.manual_seed(cfg.seed + d.rank)
+
+    # --- data, model, optimizer
+    store = open_store(cfg, run_dir, d)
+    train_sampler, long_sampler = samplers(cfg, store, tokenizer, d)
+    window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
+    eval_encs = eval_batches(store, window_nt, tokenizer, cfg) if d.main else []
     model = BertForMaskedLM(mconf).to(device)
     model.bert.gradient_checkpointing = cfg.activation_checkpointing
     if pre is not None:
         load_hf_state_dict(model, pre.model_state)
     opt = make_optimizer(model, cfg, fused=device.type == "cuda")
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_at(s, cfg))
-    start_step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"]["torch"][d.rank] if d.rank < len(state["rng"]["torch"])
-                            else state["rng"]["torch"][0])
-        cuda_states = state["rng"].get("cuda") or []  # dropout on a GPU draws from the CUDA generator
-        if device.type == "cuda" and d.rank < len(cuda_states) and cuda_states[d.rank] is not None:
-            torch.cuda.set_rng_state(cuda_states[d.rank], device)
-        start_step = int(state["step"])
+    sched = linear_schedule(opt, warmup_steps(cfg), cfg.steps)
+    start_step = restore(state, model, opt, sched, d, device) if state is not None else 0
     ddp_model = model
     if d.world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
-        else contextlib.nullcontext
+    autocast = autocast_for(device)
     train_model = ddp_model
     if cfg.compile:
         train_model = compile_model(ddp_model, _probe_batch(cfg, mconf.vocab_size, device), autocast, d.main)
-
-    batches = MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step, long_sampler)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, num_workers=cfg.data.num_workers,
-                                         pin_memory=device.type == "cuda",
-                                         prefetch_factor=4 if cfg.data.num_workers else None,
-                                         persistent_workers=False,
-                                         # Its own generator: creating the iterator must not draw from the
-                                         # global RNG, whose state (dropout) the checkpoint restores.
-                                         generator=torch.Generator().manual_seed(cfg.seed))
+    loader = batch_loader(MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step, long_sampler),
+                          cfg, device)
     # Lines past the start are dropped: a resumed run's after its checkpoint, a new run's left by a killed start.
     log = MetricsLog(run_dir / "metrics.jsonl", start_step, enabled=d.main)
     if d.main:
@@ -581,104 +698,40 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
                     f"from step {cfg.steps - round(cfg.steps * cfg.data.long_fraction)})")
                  if long_sampler is not None else "") + (f" x {d.world} ranks" if d.world > 1 else "")
               + (f", resuming at step {start_step}" if start_step else ""), flush=True)
-
     bar = None
     if d.main and cfg.progress:
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.steps, initial=start_step, unit="step", dynamic_ncols=True)
+    t = Training(cfg, d, device, run_dir, tokenizer, model, ddp_model, train_model, opt, sched, autocast, log, bar,
+                 eval_encs)
+
+    # --- step / log / evaluate / save
     last: dict[str, Any] = {}
-    window_loss = window_correct = window_masked = window_tokens = 0.0
-    t_window = time.perf_counter()
-    last_phase = None
-    bad_steps = 0
+    window, last_phase, bad_steps = Window(), None, 0
     it = iter(loader)
     step = start_step
     with StopSignal() as stop:
         while step < cfg.steps:
             info = describe(masking, step)
-            if d.main and info["phase"] != last_phase and masking.strategy == "randommask":
-                msg = (f"step {step}: RandomMask phase {info['phase'] + 1}/{masking.phases}, span widths "
-                       f"{info['width_min']}..{info['width_max']}, centre probability {info['centre_prob']:.4f}")
-                (bar.write if bar else print)(msg)
+            if d.main and info["phase"] != last_phase and mask_strategy(masking).phased:
+                t.say(phase_note(masking, step, info))
                 last_phase = info["phase"]
             model.train()
-            for a in range(cfg.grad_accum):
-                batch = next(it)
-                assert batch["step"] == step, "batch stream out of step"  # the stream is a function of the step
-                ids = batch["input_ids"].to(device, non_blocking=True).long()
-                am_cpu = batch["attention_mask"]
-                # No padding in the batch: no mask at all, which lets SDPA use its fastest kernels (checked on
-                # the host copy, so no device sync).
-                am = None if bool(am_cpu.all()) else am_cpu.to(device, non_blocking=True)
-                labels = batch["labels"].to(device, non_blocking=True)
-                sync = contextlib.nullcontext() if (d.world == 1 or a == cfg.grad_accum - 1) else ddp_model.no_sync()
-                with sync, autocast():
-                    out = train_model(ids, am, labels=labels, masked_only=True)
-                    loss = out.loss / cfg.grad_accum
-                loss.backward()
-                with torch.no_grad():
-                    n = out.num_masked
-                    if not torch.isfinite(out.loss):
-                        continue  # reported (and the update skipped) after the gradient check below
-                    window_loss += float(out.loss.detach()) * int(n)
-                    window_correct += int((out.logits.argmax(-1) == labels[labels != -100]).sum())
-                    window_masked += int(n)
-                    window_tokens += int(am_cpu.sum())
-            # grad_clip 0 turns clipping off; the norm is still measured for the finiteness check below.
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip or math.inf)
-            if torch.isfinite(grad_norm):  # a finite norm implies a finite loss and finite gradients
-                opt.step()
-                bad_steps = 0
-            else:
-                # Skip the update, keep the step count (the batch stream and schedule stay aligned).
-                bad_steps += 1
-                first = step * cfg.grad_accum * cfg.batch_size
-                note = {"step": step + 1, "skipped": "non-finite loss or gradient", "rank": d.rank,
-                        "windows": [first, first + cfg.grad_accum * cfg.batch_size - 1]}
-                log.write(note)
-                (bar.write if bar else print)(f"step {step + 1}: non-finite loss or gradient, update skipped "
-                                              f"(rank {d.rank}, local windows {note['windows']})")
-                if bad_steps >= cfg.max_bad_steps:
-                    raise RandomMaskError(f"{bad_steps} steps in a row with a non-finite loss or gradient (last at "
-                                          f"step {step + 1}); stopping, the last good checkpoint is kept. Try a "
-                                          "lower optim.lr or optim.grad_clip")
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+            forward_backward(t, it, step, window)
+            bad_steps = update(t, step, bad_steps)
             step += 1
-
             if step % cfg.log_interval == 0 or step == cfg.steps:
-                stats = torch.tensor([window_loss, window_correct, window_masked, window_tokens], dtype=torch.float64)
-                if d.world > 1:
-                    stats = stats.to(device)
-                    dist.all_reduce(stats)
-                    stats = stats.cpu()
-                wl, wc, wm, wt = stats.tolist()
-                elapsed = time.perf_counter() - t_window
-                last = {"step": step, "loss": wl / max(wm, 1), "acc": wc / max(wm, 1), "phase": info["phase"],
-                        "width_min": info["width_min"], "width_max": info["width_max"],
-                        "lr": sched.get_last_lr()[0], "tokens_per_s": wt / max(elapsed, 1e-9)}
-                if (step % cfg.eval_interval == 0 or step == cfg.steps) and d.main:
-                    last.update(evaluate(model, eval_encs, tokenizer, masking, step - 1, cfg.seed, device, autocast))
-                log.write(last)
-                if bar:
-                    bar.set_postfix_str(
-                        f"loss {last['loss']:.3f} acc {last['acc']:.3f} phase {last['phase'] + 1} "
-                        f"w {last['width_min']}-{last['width_max']} lr {last['lr']:.1e} "
-                        f"{last['tokens_per_s']:,.0f} tok/s", refresh=False)
-                    if "eval_loss" in last:
-                        bar.write(f"step {step}: loss {last['loss']:.4f} acc {last['acc']:.4f} | eval loss "
-                                  f"{last['eval_loss']:.4f} acc {last['eval_acc']:.4f}")
-                window_loss = window_correct = window_masked = window_tokens = 0.0
-                t_window = time.perf_counter()
+                last = log_window(t, step, info, window)
+                window = Window()
             if bar:
                 bar.update(1)
             if step % cfg.save_interval == 0 or step == cfg.steps or stop.requested:
                 save(run_dir, step, model, opt, sched, cfg, tokenizer, d)
             if stop.requested:
                 if d.main:
-                    (bar.write if bar else print)(f"stopped by signal at step {step}; checkpoint saved. Resume with: "
-                                                  f"randommask pretrain --config {run_dir / 'config.yaml'} --resume")
+                    t.say(f"stopped by signal at step {step}; checkpoint saved. Resume with: "
+                          f"randommask pretrain --config {run_dir / 'config.yaml'} --resume")
                 break
     if bar:
         bar.close()
@@ -689,7 +742,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
 
 
 def save(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
-         cfg: PretrainConfig, tokenizer: KmerTokenizer, d: Dist) -> None:
+         cfg: PretrainConfig, tokenizer: Tokenizer, d: Dist) -> None:
     """Gather every rank's RNG states (CPU, and CUDA's where the model runs there) and write the checkpoint
     from rank 0."""
     device = next(model.parameters()).device
@@ -704,11 +757,6 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, opt: torch.optim.Opti
     state = {"step": step, "model": model.state_dict(), "optimizer": opt.state_dict(),
              "scheduler": sched.state_dict(), "rng": {"torch": [c for c, _ in states], "cuda": [g for _, g in states]},
              "config": to_dict(cfg), "model_config": model.config.to_dict(),
-             "tokenizer": {"name": tokenizer.name, "k": tokenizer.k, "stride": tokenizer.stride},
+             "tokenizer": tokenizer.spec,
              "vocab": list(tokenizer.vocab), "kind": "pretrain"}
     ckpt.save_checkpoint(run_dir, step, state, keep=cfg.keep_checkpoints)
-
-
-def uniform_loss(tokenizer: KmerTokenizer) -> float:
-    """The loss of guessing uniformly among all k-mers: ln(4^k)."""
-    return math.log(len(tokenizer.kmer_ids))

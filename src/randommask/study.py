@@ -26,7 +26,6 @@ finished), so a grid can be spread over several short device calls.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -37,11 +36,11 @@ from typing import Any
 import numpy as np
 
 from randommask import checkpoint as ckpt
-from randommask.cli import Command, resume_option
-from randommask.config import from_dict, load_yaml, save_yaml
+from randommask.config import load_yaml, save_yaml
 from randommask.errors import RandomMaskError
 from randommask.files import atomic_write_text
 from randommask.metrics import welch_t_test
+from randommask.tokenizers import from_name, uniform_loss
 
 ARMS: dict[str, tuple[str, str]] = {
     "ov-bert": ("kmer6", "bert"),
@@ -51,7 +50,7 @@ ARMS: dict[str, tuple[str, str]] = {
 }
 FLOOR = math.log(4)  # one base hidden per span: the loss cannot go much below ln 4
 REGIME = 2.0  # the dnabert arm below this loss has learned the overlapping-k-mer shortcut
-UNIFORM = math.log(4**6)  # guessing uniformly among the 4,096 6-mers of every arm
+UNIFORM = uniform_loss(from_name("kmer6"))  # guessing uniformly among the 4,096 6-mers of every arm
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores; exercised in CI. Says nothing about the paper's regime.
@@ -274,10 +273,10 @@ def pretrain_measures(run: Path) -> dict[str, Any] | None:
 def layer_measures(run: Path, windows: int = 8) -> dict[str, list[float]] | None:
     """Per layer, on held-out windows: mean attention entropy, top-1 share, output effective rank."""
     try:
-        from randommask.analysis.probe import build_model, eval_encoding, open_run, open_store, probe
+        from randommask.analysis.probe import build_model, eval_encoding, open_store, probe
     except ImportError:
         return None
-    r = open_run(run)
+    r = ckpt.open_run(run)
     enc = eval_encoding(r, open_store(r), windows)
     d = probe(build_model(r.model_config, r.model_state), enc, top_k=(1,)).to_dict()
     return {"entropy": d["entropy_per_layer"], "uniform_entropy": d["uniform_entropy"],
@@ -487,16 +486,3 @@ def render_report(s: dict, p: dict, preset: str, figure: Path | None = None) -> 
     lines += ["", f"Verdicts compare task-averaged test MCC over seeds with Welch's t-test (two-sided): a difference "
               f"with p >= {ALPHA:g} is inconclusive, not a finding either way.", ""]
     return "\n".join(lines)
-
-
-def run_study_cli(cfg: StudyConfig, ns: argparse.Namespace) -> int:
-    run_study(cfg)
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    return [Command("study", "Run the paper's tokenizer x masking experiment grid and report on it.", StudyConfig,
-                    run_study_cli, positionals=[("FASTA", "fasta", "*")],
-                    aliases={"--out": "out_dir"}, load=lambda d: from_dict(StudyConfig, d),
-                    extra=[resume_option("accepted for one requeue command line: a study always continues what "
-                                         "--out holds (--resume and --resume auto alike)")])]

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from randommask.alphabet import IUPAC_CODES
 from randommask.errors import RandomMaskError
 
 __all__ = [
@@ -63,8 +64,9 @@ SPLIT_FILES: tuple[str, ...] = ("train.csv", "dev.csv", "test.csv")
 
 HEADER = "sequence,label"
 
-#: IUPAC nucleotide codes accepted in sequences (either case). Sequences are upper-cased on load.
-DNA_ALPHABET = "ACGTNRYSWKMBDHV"
+#: IUPAC nucleotide codes accepted in sequences (either case; the alphabet's, U included). Sequences are
+#: upper-cased on load.
+DNA_ALPHABET = IUPAC_CODES
 _BAD_CHAR = re.compile(f"[^{DNA_ALPHABET}{DNA_ALPHABET.lower()}]")
 _INT = re.compile(r"[+-]?[0-9]+")
 

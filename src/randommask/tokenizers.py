@@ -1,4 +1,13 @@
-"""K-mer tokenizers for DNA: overlapping (DNABERT), non-overlapping, and single nucleotide.
+"""Tokenizers for DNA: the `Tokenizer` protocol, its registry, and the k-mer family (overlapping as
+DNABERT, non-overlapping, single nucleotide).
+
+The rest of the package sees a tokenizer only through `Tokenizer`, builds one with `from_name` (a
+config's ``tokenizer`` string) or `from_spec` (what a checkpoint stores: ``{"type", "name", ...params}``;
+folders written before the registry stored ``{"name", "k", "stride"}`` and load as k-mers), and never
+reads a k-mer tokenizer's ``k`` or ``stride``. A new tokenizer (BPE, say) is a class here with the
+protocol's members and one entry in `TOKENIZERS`.
+
+The k-mer family:
 
 A DNA sequence of L bases becomes tokens that each cover ``k`` consecutive bases, one token every
 ``stride`` bases:
@@ -22,10 +31,12 @@ and the k-mer index of every position is computed with k whole-array operations.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -110,6 +121,8 @@ class KmerTokenizer:
             lexicographic order. A vocabulary in another order (DNABERT's vocab files) keeps its ids.
     """
 
+    kind = "kmer"
+
     def __init__(self, k: int, stride: int = 1, vocab: Sequence[str] | None = None) -> None:
         if not 1 <= k <= MAX_K:
             raise RandomMaskError(f"k-mer length must be between 1 and {MAX_K}, got {k}")
@@ -143,20 +156,67 @@ class KmerTokenizer:
     @classmethod
     def from_name(cls, name: str) -> KmerTokenizer:
         """``kmer6`` (overlapping 6-mers), ``kmer6-nonoverlap``, ``nt`` (single nucleotides), ..."""
-        m = _NAME_RE.match(name)
-        if not m:
+        tok = cls.parse_name(name)
+        if tok is None:
             raise RandomMaskError(f"unknown tokenizer {name!r}: use kmerK (K = 1..{MAX_K}), "
                                   "kmerK-nonoverlap, or nt")
-        if m.group(0) == "nt":
-            return cls(1, 1)
-        k = int(m.group("k"))
-        return cls(k, k if m.group("nonoverlap") else 1)
+        return tok
 
     @property
     def name(self) -> str:
         if self.k == 1:
             return "nt"
         return f"kmer{self.k}" + ("-nonoverlap" if self.stride == self.k and self.k > 1 else "")
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """What a checkpoint stores to rebuild this tokenizer with `from_spec` (with its vocabulary). The
+        k-mer family is the default type, so its spec carries no ``type``: ``{name, k, stride}``, exactly
+        what every run folder has stored."""
+        return {"name": self.name, "k": self.k, "stride": self.stride}
+
+    @property
+    def bases_per_token(self) -> int:
+        return self.k
+
+    @property
+    def bases_between_tokens(self) -> int:
+        return self.stride
+
+    @property
+    def span_unit(self) -> int:
+        """Tokens per masked span unit: k consecutive overlapping k-mers together spell one k-mer's bases."""
+        return self.k
+
+    def with_params(self, **params: Any) -> KmerTokenizer:
+        """The same vocabulary read with other parameters (``stride``: 1 overlapping, k non-overlapping)."""
+        merged = {"k": self.k, "stride": self.stride, **{k: v for k, v in params.items() if v is not None}}
+        if merged == {"k": self.k, "stride": self.stride}:
+            return self
+        return KmerTokenizer(int(merged["k"]), int(merged["stride"]), self.vocab)
+
+    def with_vocab(self, vocab: Sequence[str]) -> KmerTokenizer:
+        """This tokenizer with another id order of the same tokens (an imported DNABERT's vocabulary)."""
+        return KmerTokenizer(self.k, self.stride, vocab)
+
+    @classmethod
+    def parse_name(cls, name: str) -> KmerTokenizer | None:
+        """The tokenizer a config's name stands for, or None if the name is not of this family."""
+        m = _NAME_RE.match(name)
+        if not m:
+            return None
+        if m.group(0) == "nt":
+            return cls(1, 1)
+        k = int(m.group("k"))
+        return cls(k, k if m.group("nonoverlap") else 1)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], vocab: Sequence[str] | None, vocab_file: Path | None = None,
+                    ) -> KmerTokenizer:
+        """From a stored spec's parameters and vocabulary (or, in the oldest folders, ``vocab.txt``)."""
+        if vocab is None and vocab_file is not None:
+            return cls.from_vocab_file(vocab_file, stride=params.get("stride", 1))
+        return cls(int(params["k"]), int(params["stride"]), vocab)
 
     @property
     def kmer_ids(self) -> np.ndarray:
@@ -346,3 +406,74 @@ class KmerTokenizer:
 
     def decode_batch(self, ids: np.ndarray) -> list[str]:
         return [self.decode(row) for row in np.asarray(ids)]
+
+
+# ------------------------------------------------------------------------------------------ protocol
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the package asks of a tokenizer: encoding, decoding, the vocabulary and its special ids,
+    the bases each token covers, and how to store and rebuild it.
+
+    ``kmer_ids`` are the ordinary (non-special) tokens: what a randomly replaced token is drawn from.
+    ``span_unit`` is how many tokens a masking span counts as one unit (DNABERT's span width).
+    """
+
+    kind: str
+    vocab: list[str]
+    pad_id: int
+    unk_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    special_ids: np.ndarray
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def spec(self) -> dict[str, Any]: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def kmer_ids(self) -> np.ndarray: ...
+    @property
+    def span_unit(self) -> int: ...
+    @property
+    def bases_per_token(self) -> int: ...
+    @property
+    def bases_between_tokens(self) -> int: ...
+    def num_tokens(self, length: int) -> int: ...
+    def bases_for_tokens(self, n_tokens: int) -> int: ...
+    def encode_batch(self, seqs: Sequence[str] | Sequence[np.ndarray], max_length: int | None = None,
+                     truncation: bool = False, padding: str = "longest") -> Encoding: ...
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str: ...
+    def save_vocab(self, path: str | Path) -> None: ...
+    def with_params(self, **params: Any) -> Tokenizer: ...
+    def with_vocab(self, vocab: Sequence[str]) -> Tokenizer: ...
+
+
+def uniform_loss(tokenizer: Tokenizer) -> float:
+    """The masked-token loss of guessing uniformly among the ordinary tokens, ln(|kmer_ids|) (ln 4^k for
+    k-mers): the ceiling every training curve is read against."""
+    return math.log(len(tokenizer.kmer_ids))
+
+
+#: The registry: a spec's ``type`` -> its class (``parse_name``, ``from_params``).
+TOKENIZERS: dict[str, Any] = {"kmer": KmerTokenizer}
+
+
+def from_name(name: str) -> Tokenizer:
+    """The tokenizer a config names (``kmer6``, ``kmer6-nonoverlap``, ``nt``, ...)."""
+    for cls in TOKENIZERS.values():
+        tok = cls.parse_name(name)
+        if tok is not None:
+            return tok
+    raise RandomMaskError(f"unknown tokenizer {name!r}: use kmerK (K = 1..{MAX_K}), kmerK-nonoverlap, or nt")
+
+
+def from_spec(spec: dict[str, Any], vocab: Sequence[str] | None = None, vocab_file: Path | None = None) -> Tokenizer:
+    """Rebuild a stored tokenizer. A spec without a ``type`` (``{name, k, stride}``: every k-mer tokenizer,
+    and every folder written before the registry) is a k-mer tokenizer; other families store their type."""
+    kind = spec.get("type", "kmer")
+    if kind not in TOKENIZERS:
+        raise RandomMaskError(f"unknown tokenizer type {kind!r} in a checkpoint; known: {', '.join(TOKENIZERS)}")
+    return TOKENIZERS[kind].from_params(spec, vocab, vocab_file)

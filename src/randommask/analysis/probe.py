@@ -1,7 +1,7 @@
 """What `randommask analyze` reads from a run folder, and the model passes it makes.
 
-`open_run` gathers the run's config, tokenizer, checkpoints, metrics and held-out windows (the same
-windows pretrain evaluates on: the store's eval windows for the run's seed and window length).
+`checkpoint.open_run` gives the run's config, tokenizer, checkpoints and metrics; `eval_encoding` the held-out
+windows (the same windows pretrain evaluates on: the store's eval windows for the run's seed and window length).
 `build_model` gives a checkpoint's model or the run's initial model; `probe` runs a model on the
 windows, unmasked, and returns the attention and representation measures of every layer.
 
@@ -16,78 +16,29 @@ another run's weights instead, which the seed cannot re-create; use ``--referenc
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from randommask import checkpoint as ckpt
 from randommask.analysis.measures import AttentionStats, effective_rank
+from randommask.checkpoint import Run
 from randommask.config import from_dict
 from randommask.errors import RandomMaskError
-from randommask.genome import GenomeStore, SamplerConfig, WindowSampler
+from randommask.genome import GenomeStore, held_out_windows
 from randommask.masking import MaskingConfig
 from randommask.model import BertForMaskedLM, ModelConfig
-from randommask.tokenizers import Encoding, KmerTokenizer
+from randommask.tokenizers import Encoding
 
 
-@dataclass
-class Run:
-    """A pre-training run folder, opened at one checkpoint."""
-
-    path: Path
-    checkpoint: Path
-    step: int
-    config: dict
-    model_config: ModelConfig
-    model_state: dict
-    tokenizer: KmerTokenizer
-    checkpoints: list[Path]
-    metrics: list[dict] = field(default_factory=list)
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.get("seed", 0))
-
-    @property
-    def masking(self) -> MaskingConfig | None:
-        """The run's masking config (total_steps = the run's steps), or None if the run has none."""
-        data = self.config.get("masking")
-        if not isinstance(data, dict):
-            return None
-        m = from_dict(MaskingConfig, dict(data), where="masking")
-        if "steps" in self.config:
-            m.total_steps = int(self.config["steps"])
-        return m
-
-    @property
-    def max_tokens(self) -> int:
-        return int((self.config.get("data") or {}).get("max_tokens", self.model_config.max_position_embeddings))
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """``metrics.jsonl`` as a list of dicts; a line cut short by a crash ends the list."""
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return out
-
-
-def open_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> Run:
-    pre = ckpt.load_pretrained(run_dir, checkpoint)
-    return Run(path=Path(run_dir), checkpoint=pre.checkpoint, step=pre.step, config=pre.config,
-               model_config=ModelConfig.from_dict(pre.model_config), model_state=pre.model_state,
-               tokenizer=pre.tokenizer, checkpoints=ckpt.list_checkpoints(Path(run_dir)),
-               metrics=read_metrics(Path(run_dir) / "metrics.jsonl"))
+def run_masking(run: Run) -> MaskingConfig | None:
+    """The run's masking config (total_steps = the run's steps), or None if the run has none."""
+    data = run.config.get("masking")
+    if not isinstance(data, dict):
+        return None
+    m = from_dict(MaskingConfig, dict(data), where="masking")
+    return replace(m, total_steps=int(run.config["steps"])) if "steps" in run.config else m
 
 
 def open_store(run: Run, store: str | Path | None = None) -> GenomeStore:
@@ -107,15 +58,16 @@ def eval_encoding(run: Run, store: GenomeStore, n: int) -> Encoding:
     data = run.config.get("data") or {}
     tok = run.tokenizer
     window_nt = tok.bases_for_tokens(run.max_tokens - 2)
-    scfg = SamplerConfig(window_nt=window_nt, short_prob=0.0,
-                         max_n_fraction=float(data.get("max_n_fraction", 0.05)),
-                         heldout_fraction=float(data.get("heldout_fraction", 0.01)), seed=run.seed)
-    windows = WindowSampler(store, scfg, "eval").eval_windows(n)
+    windows = held_out_windows(store, window_nt, n, run.seed, float(data.get("max_n_fraction", 0.05)),
+                               float(data.get("heldout_fraction", 0.01)))
     return tok.encode_batch(windows, max_length=run.max_tokens, truncation=True)
 
 
-def build_model(config: ModelConfig, state: dict | None = None, seed: int = 0) -> BertForMaskedLM:
-    """A checkpoint's model, or with ``state`` None the run's initial model (see the module docstring)."""
+def build_model(config: ModelConfig | dict, state: dict | None = None, seed: int = 0) -> BertForMaskedLM:
+    """A checkpoint's model, or with ``state`` None the run's initial model (see the module docstring).
+    ``config`` may be a run's plain ``model_config``."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
     if state is None:
         cpu_state = torch.random.get_rng_state()
         try:

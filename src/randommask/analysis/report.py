@@ -15,7 +15,6 @@ and ``report.md`` linking the figures. The sections follow the paper's empirical
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -26,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from randommask.cli import Command
 from randommask.errors import RandomMaskError
 
 FIGURES = {
@@ -112,7 +110,7 @@ def project_2d(x: np.ndarray, method: str, seed: int, tsne_iter: int) -> tuple[n
 def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
     """Per phase start: masked tokens and truly hidden bases per masked span and per window."""
     from randommask.analysis.measures import expected_hidden
-    from randommask.masking import apply_mask, hidden_nucleotides, masking_rng, phase_starts, span_widths
+    from randommask.masking import analysis_rng, apply_mask, hidden_nucleotides, phase_starts, span_widths
 
     spans = enc.spans
     n_tokens = int(enc.lengths.sum())
@@ -121,7 +119,7 @@ def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
     for q, step in enumerate(phase_starts(masking)):
         lengths, hidden, masked, hid_bases = [], [], 0, 0
         for d in range(draws):
-            _, _, mask = apply_mask(enc.ids, enc.special_mask, masking_rng(seed, step, 20_000 + d), masking, step,
+            _, _, mask = apply_mask(enc.ids, enc.special_mask, analysis_rng(seed, step, d), masking, step,
                                     tokenizer.mask_id, tokenizer.kmer_ids)
             rep = hidden_nucleotides(mask, spans)
             lengths.append(rep.run_lengths)
@@ -134,8 +132,8 @@ def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
             "phase": q + 1, "step": int(step), "widths": widths, "spans": int(lengths_a.size),
             "mean_span_tokens": float(lengths_a.mean()) if lengths_a.size else 0.0,
             "mean_hidden_per_span": float(hidden_a.mean()) if hidden_a.size else 0.0,
-            "expected_hidden_per_span": float(np.mean([expected_hidden(w, tokenizer.k, tokenizer.stride)
-                                                       for w in widths])),
+            "expected_hidden_per_span": float(np.mean([
+                expected_hidden(w, tokenizer.bases_per_token, tokenizer.bases_between_tokens) for w in widths])),
             "masked_token_fraction": masked / max(draws * n_tokens, 1),
             "hidden_base_fraction": hid_bases / max(draws * n_bases, 1),
         })
@@ -171,25 +169,27 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     from randommask import checkpoint as ckpt
     from randommask.analysis import figures as fg
     from randommask.analysis.measures import kmer_labels, relative_change, silhouettes
-    from randommask.analysis.probe import build_model, eval_encoding, open_run, open_store, probe
+    from randommask.analysis.probe import build_model, eval_encoding, open_store, probe, run_masking
+    from randommask.model import ModelConfig
+    from randommask.runtime import pick_device
+    from randommask.tokenizers import uniform_loss
 
     cfg.validate()
     t0 = time.perf_counter()
     say = print if cfg.progress else (lambda *a, **k: None)
-    run = open_run(cfg.run, cfg.checkpoint)
+    run = ckpt.open_run(cfg.run, cfg.checkpoint)
     out = Path(cfg.out) if cfg.out else run.path / "analysis"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RandomMaskError(f"{out}: cannot create the report folder ({e.strerror or e})") from None
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    tok, mconf = run.tokenizer, run.model_config
-    masking = run.masking
+    device = pick_device(cfg.device)
+    tok, mconf = run.tokenizer, ModelConfig.from_dict(run.model_config)
+    masking = run_masking(run)
     top_k = tuple(sorted(set(cfg.top_k)))
     values: dict[str, Any] = {
         "run": str(run.path), "checkpoint": run.checkpoint.name, "step": run.step,
-        "tokenizer": {"name": tok.name, "k": tok.k, "stride": tok.stride},
+        "tokenizer": tok.spec,
         "model": mconf.to_dict(), "seed": run.seed,
         "masking": masking.to_dict() if masking else None, "figures": {}, "notes": []}
     notes: list[str] = values["notes"]
@@ -199,12 +199,12 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     phases = _phases(masking, run.step)
     if run.metrics:
         say("analyze: training curves")
-        uniform_loss = math.log(len(tok.kmer_ids))
-        fg.plot_curves(run.metrics, phases, uniform_loss, out / FIGURES["curves"])
+        uniform = uniform_loss(tok)
+        fg.plot_curves(run.metrics, phases, uniform, out / FIGURES["curves"])
         figs["curves"] = FIGURES["curves"]
         series = {key: [[m["step"], m[key]] for m in run.metrics if key in m]
                   for key in ("loss", "acc", "eval_loss", "eval_acc")}
-        values["curves"] = {"uniform_loss": uniform_loss, "phases": phases, **series}
+        values["curves"] = {"uniform_loss": uniform, "phases": phases, **series}
     else:
         notes.append("The run has no metrics.jsonl: no training curves.")
 
@@ -212,7 +212,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     init_model = build_model(mconf, None, run.seed)
     init_state = init_model.state_dict()
     kmers = [tok.vocab[i] for i in tok.kmer_ids]
-    if tok.k >= 2:
+    if tok.bases_per_token >= 2:
         say("analyze: token embeddings")
         key = "bert.embeddings.word_embeddings.weight"
         emb = run.model_state[key][torch.as_tensor(tok.kmer_ids, dtype=torch.long)].float().numpy()
@@ -275,7 +275,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
         say("analyze: what the masks hide")
         rows = mask_hiding(enc, masking, tok, run.seed, cfg.mask_draws)
         values["masks"] = {"strategy": masking.strategy, "draws": cfg.mask_draws, "phases": rows}
-        fg.plot_masks(rows, tok.k, tok.stride, out / FIGURES["masks"])
+        fg.plot_masks(rows, tok.bases_per_token, tok.bases_between_tokens, out / FIGURES["masks"])
         figs["masks"] = FIGURES["masks"]
     else:
         notes.append("The checkpoint's config has no masking section: no mask analysis.")
@@ -425,11 +425,3 @@ def render_report(v: dict, cfg: AnalyzeConfig) -> str:
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def run_analyze(cfg: AnalyzeConfig, ns: argparse.Namespace) -> int:
-    analyze(cfg)
-    return 0
-
-
-def cli_commands() -> list[Command]:
-    return [Command("analyze", "Figures and a report on a pre-training run: curves, embeddings, attention, "
-                    "layers, masks.", AnalyzeConfig, run_analyze, positionals=[("RUN", "run", None)])]
