@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "randommask"
 #: The floors, top down (docs/architecture.md). ``analysis`` stands for every module of the subpackage.
 FLOORS: dict[int, set[str]] = {
     5: {"cli", "commands"},
-    4: {"pretrain", "finetune", "evaluate", "inference", "analysis", "study", "replication", "hf", "demo"},
+    4: {"pretrain", "finetune", "evaluate", "inference", "analysis", "study", "replication", "replication_report",
+        "hf", "demo"},
     3: {"runtime", "checkpoint"},
     2: {"genome", "tasks"},
     1: {"tokenizers", "masking", "model", "metrics", "config"},

@@ -223,7 +223,8 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": l}) + "\n"
                                                for s, l in ((1, 8.0), (2, 3.0), (3, 1.9), (6, 1.5))))
     (run / "config.yaml").write_text("steps: 6\nbatch_size: 4\ndata: {max_tokens: 32}\n")
-    summary = write_report(p, tmp_path, "abc123")
+    summary = write_report(p, tmp_path, "abc123", replication.arms_of(p), replication.pretrain_units(p, tmp_path),
+                           replication.finetune_plan(p, tmp_path))
     report = (tmp_path / "report.md").read_text()
     assert "commit `abc123`" in report
     assert "ov-dnabert.s0: training loss below 2 at step 3 (half: 3)" in report and "**yes**" in report

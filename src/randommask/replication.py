@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from randommask import checkpoint as ckpt
-
-MAIN_ARMS = ("ov-dnabert", "ov-randommask")
+from randommask.replication_report import MAIN_ARMS, write_report
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,12 @@ def pretrain_unit(p: dict[str, Any], arm: Arm, seed: int, root: Path, data: dict
     # A changed config is refused by pretrain's resume check (one line naming the differing keys).
     pretrain(cfg, resume=latest is not None)
     return run
+
+
+def pretrain_units(p: dict[str, Any], root: Path) -> dict[str, Path]:
+    """Every pre-training unit's name and run folder."""
+    names = [unit_name(a.name, s) for a in arms_of(p).values() for s in a.seeds]
+    return {name: root / "pretrain" / name for name in names}
 
 
 def points(p: dict[str, Any], arm: str) -> list[int]:
@@ -201,6 +206,4 @@ def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stag
                 if unit["arm"] == "scratch":
                     print(f"== replication: fine-tuning {unit['folder'].relative_to(root)}", flush=True)
                     finetune_unit(p, unit, gue, device, progress)
-    from randommask.replication_report import write_report
-
-    return write_report(p, root, code_commit())
+    return write_report(p, root, code_commit(), arms, pretrain_units(p, root), finetune_plan(p, root))

@@ -22,6 +22,8 @@ import numpy as np
 
 from randommask.files import atomic_write_text
 
+MAIN_ARMS = ("ov-dnabert", "ov-randommask")  # the comparison the study is for (randommask.replication)
+
 ALPHA = 0.05
 REGIME = 2.0
 DEV_CURVE_TASKS = ("prom/prom_core_all", "tf/0", "mouse/0")  # one task per group
@@ -117,14 +119,13 @@ def holm(pvalues: list[float]) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------ the report
-def collect(p: dict[str, Any], root: Path) -> dict[str, Any]:
-    from randommask.replication import arms_of, finetune_plan, unit_name
+def points_of(plan: list[dict[str, Any]], arm: str) -> list[int]:
+    """The pre-training steps an arm is fine-tuned from (short tasks), in order."""
+    return sorted({u["step"] for u in plan if u["arm"] == arm and not u.get("emp")})
 
-    pre = {}
-    for arm in arms_of(p).values():
-        for seed in arm.seeds:
-            pre[unit_name(arm.name, seed)] = pretrain_summary(root / "pretrain" / unit_name(arm.name, seed))
-    units = finetune_plan(p, root)
+
+def collect(root: Path, pretrain_units: dict[str, Path], units: list[dict[str, Any]]) -> dict[str, Any]:
+    pre = {name: pretrain_summary(run) for name, run in pretrain_units.items()}
     records, status = [], []
     for u in units:
         recs = finetune_records(u)
@@ -158,15 +159,19 @@ def _fmt(mean: float, half: float) -> str:
     return f"{100 * mean:.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}")
 
 
-def write_report(p: dict[str, Any], root: Path, commit: str) -> dict[str, Any]:
-    """Write ``report.md`` (+ figures, ``summary.json``) into the study folder; return the summary."""
-    from randommask.replication import MAIN_ARMS, arms_of, points
+def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any], pretrain_units: dict[str, Path],
+                 plan: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write ``report.md`` (+ figures, ``summary.json``) into the study folder; return the summary.
 
-    s = collect(p, root)
+    ``arms`` (name -> an object with ``name`` and ``what``), ``pretrain_units`` (unit name -> run folder) and
+    ``plan`` (the fine-tuning units) come from `randommask.replication`, which calls this."""
+    def points(_: dict, arm: str) -> list[int]:
+        return points_of(plan, arm)
+
+    s = collect(root, pretrain_units, plan)
     recs = [r for r in s["records"] if not r["emp"]]
     emp = [r for r in s["records"] if r["emp"]]
     tasks = list(p["tasks"])
-    arms = arms_of(p)
     tokens_per_step = p["batch_size"] * p["max_tokens"]
     L: list[str] = [
         f"# The replication study (`{p.get('name', 'cpu-replication')}`)", "",
@@ -196,7 +201,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str) -> dict[str, Any]:
                  f"(half: {half}); {m['steps_done']} of {m['planned']} steps done, loss {m['loss']:.3f} -> "
                  f"**{verdict}**.")
     # --- central figure
-    fig = draw_central(p, s, recs, tasks, arms, root)
+    fig = draw_central(p, s, recs, tasks, arms, plan, root)
     if fig:
         L += ["", f"![mean test MCC over tasks against pre-training tokens]({fig.name})", ""]
     L += ["## Mean test MCC over the tasks against pre-training compute", "",
@@ -314,8 +319,6 @@ def write_report(p: dict[str, Any], root: Path, commit: str) -> dict[str, Any]:
 def _pretrain_seed_check(recs: list[dict], tasks: list[str], p: dict[str, Any]) -> list[str]:
     """Task-average MCC per pre-training seed of each main arm at the end: the run-to-run spread to weigh the
     arm difference against."""
-    from randommask.replication import MAIN_ARMS
-
     out = []
     for arm in MAIN_ARMS:
         parts = []
@@ -327,7 +330,8 @@ def _pretrain_seed_check(recs: list[dict], tasks: list[str], p: dict[str, Any]) 
 
 
 # ------------------------------------------------------------------------------------------ figures
-def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str], arms: dict, root: Path) -> Path | None:
+def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str], arms: dict, plan: list[dict],
+                 root: Path) -> Path | None:
     """Mean test MCC over tasks (95% interval) against pre-training tokens per arm; ov-dnabert's loss under it."""
     try:
         import matplotlib
@@ -336,14 +340,12 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    from randommask.replication import points
-
     tps = p["batch_size"] * p["max_tokens"]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     drawn = False
     for arm in arms.values():
         xs, ys, hs = [], [], []
-        for step in points(p, arm.name):
+        for step in points_of(plan, arm.name):
             samples = task_average_samples(recs, tasks, arm=arm.name, step=step)
             if samples:
                 mean, half = t_interval(samples)
