@@ -201,9 +201,10 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
                  f"(half: {half}); {m['steps_done']} of {m['planned']} steps done, loss {m['loss']:.3f} -> "
                  f"**{verdict}**.")
     # --- central figure
+    L.append("")
     fig = draw_central(p, s, recs, tasks, arms, plan, root)
     if fig:
-        L += ["", f"![mean test MCC over tasks against pre-training tokens]({fig.name})", ""]
+        L += [f"![mean test MCC over tasks against pre-training tokens]({fig.name})", ""]
     L += ["## Mean test MCC over the tasks against pre-training compute", "",
           "Mean over the (pre-training seed, fine-tuning seed) pairs of the task-average MCC x 100, ± the 95% t "
           "interval; only pairs with every task finished count.", "",
