@@ -361,7 +361,10 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
         top.axhline(100 * float(np.mean(sc)), color="grey", linestyle=":", label="from scratch")
         drawn = True
     top.set_ylabel("mean test MCC over tasks (x100)")
-    top.legend(fontsize=8)
+    if top.get_legend_handles_labels()[0]:
+        top.legend(fontsize=8)
+    else:
+        top.text(0.5, 0.5, "no fine-tuning unit has finished yet", ha="center", va="center", transform=top.transAxes)
     top.set_title("Fine-tuning quality against pre-training compute")
     for name, m in s["pretrain"].items():
         if m and name.startswith("ov-dnabert"):
@@ -370,6 +373,7 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
             drawn = True
     bottom.axhline(REGIME, color="red", linestyle="--", linewidth=0.8, label="loss 2 (regime)")
     bottom.axhline(math.log(4), color="black", linestyle=":", linewidth=0.8, label="ln 4 floor")
+    bottom.set_xlim(0, 1.02 * p["steps"] * tps / 1e6)  # the whole plan: a running unit shows how far it is
     bottom.set_xlabel("pre-training tokens (M)")
     bottom.set_ylabel("masked-token loss")
     bottom.legend(fontsize=8)
