@@ -227,7 +227,8 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
                            replication.finetune_plan(p, tmp_path))
     report = (tmp_path / "report.md").read_text()
     assert "commit `abc123`" in report
-    assert "ov-dnabert.s0: training loss below 2 at step 3 (half: 3)" in report and "**yes**" in report
+    assert "ov-dnabert.s0: training loss below 2 at step 3, held-out loss at step never (so far) (half: 3)" \
+        in report and "**yes**" in report
     assert "1 of 9 (unfinished)" in report  # the half-done ablation unit
     assert "pretrain/ov-randommask.s0 | not started" in report
     # The end-point comparison: mean per-task difference, and Welch per task, as scipy computes them.
