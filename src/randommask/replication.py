@@ -100,7 +100,7 @@ def pretrain_unit(p: dict[str, Any], arm: Arm, seed: int, root: Path, data: dict
     if latest is not None and ckpt.load_checkpoint(latest)["step"] >= p["steps"]:
         return run
     # A changed config is refused by pretrain's resume check (one line naming the differing keys).
-    pretrain(cfg, resume=latest is not None)
+    pretrain(cfg, resume="auto")
     return run
 
 
