@@ -49,13 +49,15 @@ def test_long_steps_hold_longer_windows_and_the_same_tokens(tmp_path, placement)
     cfg = load_config({"out_dir": str(tmp_path / "run"), "steps": 8, "batch_size": 4, "data": {
         "store": str(tmp_path / "store"), "max_tokens": 32, "long_max_tokens": 64, "short_prob": 0.0, **placement}})
     long_steps = [s for s in range(8) if long_step(cfg, s) is not None]
+    kind = "long" if "long_every" in placement else "tail"
+    assert all(long_step(cfg, s)[0] == kind for s in long_steps)
     # Interleaved: steps 2 and 5 (every third); the tail: the last quarter, steps 6 and 7.
     assert long_steps == ([2, 5] if "long_every" in placement else [6, 7])
-    assert long_shape(cfg) == (2, 64)  # 2 windows of 64 tokens = 4 windows of 32
+    assert long_shape(cfg, kind) == (2, 64)  # 2 windows of 64 tokens = 4 windows of 32
     tok = KmerTokenizer.from_name("kmer6")
     short = WindowSampler(store, SamplerConfig(tok.bases_for_tokens(30), short_prob=0.0, seed=0), "train")
     long = WindowSampler(store, SamplerConfig(tok.bases_for_tokens(62), short_prob=0.0, seed=0), "train")
-    batches = MaskedBatches(short, tok, cfg.masking, cfg, 0, 0, long)
+    batches = MaskedBatches(short, tok, cfg.masking, cfg, 0, 0, {kind: long})
     assert tuple(batches.batch(0)["input_ids"].shape) == (4, 32)
     for nth, step in enumerate(long_steps):
         b = batches.batch(step)
@@ -69,14 +71,29 @@ def test_long_steps_hold_longer_windows_and_the_same_tokens(tmp_path, placement)
         assert np.array_equal(labels[labels != -100], enc.ids[labels != -100])
 
 
-def test_long_steps_are_placed_one_way():
+def test_interleaved_long_steps_and_a_tail_of_another_length():
+    from randommask.pretrain import load_config, long_kinds, long_shape, long_step
+
+    cfg = load_config({"steps": 20, "batch_size": 8, "data": {"store": "x", "max_tokens": 32, "long_max_tokens": 64,
+                                                             "long_every": 4, "long_fraction": 0.25,
+                                                             "tail_max_tokens": 128}})
+    where = [long_step(cfg, s) for s in range(20)]
+    # Steps 3, 7, 11 are interleaved long steps; 15..19 the tail (step 15 would have been a long one too).
+    assert [s for s, w in enumerate(where) if w and w[0] == "long"] == [3, 7, 11]
+    assert [w for w in where[15:]] == [("tail", n) for n in range(5)]
+    assert long_kinds(cfg) == ["long", "tail"]
+    assert long_shape(cfg, "long") == (4, 64) and long_shape(cfg, "tail") == (2, 128)
+
+
+def test_long_steps_are_checked():
     from randommask.pretrain import load_config
 
-    with pytest.raises(RandomMaskError, match="set one of them"):
-        load_config({"data": {"store": "x", "max_tokens": 32, "long_max_tokens": 64, "long_every": 4,
-                              "long_fraction": 0.1}})
     with pytest.raises(RandomMaskError, match="must exceed"):
         load_config({"data": {"store": "x", "max_tokens": 32, "long_max_tokens": 32, "long_every": 4}})
+    with pytest.raises(RandomMaskError, match="tail's windows"):
+        load_config({"data": {"store": "x", "max_tokens": 32, "long_fraction": 0.1}})
+    with pytest.raises(RandomMaskError, match="set data.long_fraction"):
+        load_config({"data": {"store": "x", "max_tokens": 32, "tail_max_tokens": 512}})
 
 
 # ------------------------------------------------------------------------------------------ the plan

@@ -63,12 +63,15 @@ class DataConfig:
     reverse_complement_prob: share of windows read from the reverse strand.
     heldout_fraction: the last share of every record, held out for evaluation, never trained on.
     num_workers: DataLoader worker processes that tokenize and mask (0: in the training process).
-    long_max_tokens, long_every, long_fraction: some steps draw windows of ``long_max_tokens`` tokens,
+    long_max_tokens, long_every: every ``long_every``-th step draws windows of ``long_max_tokens`` tokens,
         with the batch cut so that the step holds as many tokens as the others (``batch_size *
-        max_tokens // long_max_tokens`` windows): every ``long_every``-th step (interleaved: every
-        checkpoint has trained all positions), or the last ``long_fraction`` of the steps (BERT's
-        recipe). Short windows learn fast and cheaply; the long steps train the positions that
-        100-bp and 500-bp tasks use. At most one of the two.
+        max_tokens // long_max_tokens`` windows). Interleaved, so every checkpoint has trained those
+        positions. Short windows learn fast and cheaply; the long steps train the positions that
+        100-bp tasks use.
+    long_fraction, tail_max_tokens: the last ``long_fraction`` of the steps draw windows of
+        ``tail_max_tokens`` tokens (0: ``long_max_tokens``), same tokens per step (BERT's recipe: its
+        last 10% at 512 tokens, for the 500-bp tasks). Either placement, or both: inside the tail
+        every step is a tail step.
     """
 
     fasta: list[str] = field(default_factory=list)
@@ -81,7 +84,8 @@ class DataConfig:
     num_workers: int = 0
     long_max_tokens: int = 0  # tokens per window of the long steps (0: none)
     long_every: int = 0  # every n-th step draws long windows (0: none)
-    long_fraction: float = 0.0  # share of the steps, at the end, with long windows
+    long_fraction: float = 0.0  # share of the steps, at the end, with long windows (the tail)
+    tail_max_tokens: int = 0  # tokens per window in the tail (0: long_max_tokens)
 
 
 @dataclass
@@ -136,12 +140,17 @@ class PretrainConfig:
             raise RandomMaskError(f"config: data.long_fraction must be in [0, 1), got {self.data.long_fraction}")
         if self.data.long_every < 0 or self.data.long_every == 1:
             raise RandomMaskError(f"config: data.long_every must be 0 (off) or at least 2, got {self.data.long_every}")
-        if self.data.long_every and self.data.long_fraction:
-            raise RandomMaskError("config: data.long_every and data.long_fraction are two ways to place the long "
-                                  "steps; set one of them")
-        if (self.data.long_fraction > 0 or self.data.long_every) and self.data.long_max_tokens <= self.data.max_tokens:
-            raise RandomMaskError(f"config: data.long_max_tokens ({self.data.long_max_tokens}) must exceed "
-                                  f"data.max_tokens ({self.data.max_tokens}) when long steps are asked for")
+        d = self.data
+        if d.long_every and d.long_max_tokens <= d.max_tokens:
+            raise RandomMaskError(f"config: data.long_max_tokens ({d.long_max_tokens}) must exceed "
+                                  f"data.max_tokens ({d.max_tokens}) when data.long_every is set")
+        if d.tail_max_tokens and not d.long_fraction:
+            raise RandomMaskError("config: data.tail_max_tokens is the window of the tail; set data.long_fraction "
+                                  "too")
+        if d.long_fraction and (d.tail_max_tokens or d.long_max_tokens) <= d.max_tokens:
+            raise RandomMaskError(f"config: the tail's windows ({d.tail_max_tokens or d.long_max_tokens} tokens: "
+                                  f"data.tail_max_tokens, else data.long_max_tokens) must exceed data.max_tokens "
+                                  f"({d.max_tokens}) when data.long_fraction is set")
         if not self.data.fasta and not self.data.store:
             raise RandomMaskError("config: no training data; give FASTA files (data.fasta) or a prepared store "
                                   "(data.store)")
@@ -149,26 +158,35 @@ class PretrainConfig:
             raise RandomMaskError(f"config: device must be auto, cpu or cuda, got {self.device!r}")
 
 
-def long_step(cfg: PretrainConfig, step: int) -> int | None:
-    """The ordinal of ``step`` among the run's long-window steps (0, 1, ...), or None for a short step."""
+def long_step(cfg: PretrainConfig, step: int) -> tuple[str, int] | None:
+    """Which window stream ``step`` reads and its ordinal there: ("tail", n) for the n-th step of the tail,
+    ("long", n) for the n-th interleaved long step, None for a short step."""
     d = cfg.data
-    if not d.long_max_tokens:
-        return None
-    if d.long_every:
-        return step // d.long_every if step % d.long_every == d.long_every - 1 else None
     start = cfg.steps - round(cfg.steps * d.long_fraction) if d.long_fraction > 0 else cfg.steps
-    return step - start if step >= start else None
+    if step >= start:
+        return "tail", step - start
+    if d.long_every and step % d.long_every == d.long_every - 1:
+        return "long", step // d.long_every
+    return None
 
 
-def long_shape(cfg: PretrainConfig) -> tuple[int, int]:
-    """(windows per micro-batch, tokens per window) of a long step: as many tokens as a short step."""
-    return max(1, cfg.batch_size * cfg.data.max_tokens // cfg.data.long_max_tokens), cfg.data.long_max_tokens
+def long_shape(cfg: PretrainConfig, kind: str = "long") -> tuple[int, int]:
+    """(windows per micro-batch, tokens per window) of a long or tail step: as many tokens as a short step."""
+    tokens = cfg.data.tail_max_tokens or cfg.data.long_max_tokens if kind == "tail" else cfg.data.long_max_tokens
+    return max(1, cfg.batch_size * cfg.data.max_tokens // tokens), tokens
 
 
-def has_long_steps(cfg: PretrainConfig) -> bool:
-    if not cfg.data.long_max_tokens:
-        return False
-    return any(long_step(cfg, s) is not None for s in (cfg.steps - 1, cfg.data.long_every - 1))
+def long_kinds(cfg: PretrainConfig) -> list[str]:
+    """The long-window streams this run's steps read ("long", "tail"), in the order they first occur."""
+    kinds = [long_step(cfg, s) for s in (cfg.data.long_every - 1, cfg.steps - 1) if s >= 0]
+    return list(dict.fromkeys(k[0] for k in kinds if k is not None))
+
+
+def long_note(cfg: PretrainConfig, kind: str) -> str:
+    windows, tokens = long_shape(cfg, kind)
+    when = (f"every {cfg.data.long_every}th step" if kind == "long"
+            else f"from step {cfg.steps - round(cfg.steps * cfg.data.long_fraction)}")
+    return f" ({kind} steps: {windows} windows of {tokens} tokens, {when})"
 
 
 def load_config(data: dict) -> PretrainConfig:
@@ -196,7 +214,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def config_differences(saved: dict, current: dict) -> list[str]:
     """Keys whose values differ in a way that would make a resumed run not the same run."""
-    a, b = _flatten(saved), _flatten(current)
+    # A key the saved config lacks (written before the field existed) reads as the field's default.
+    a, b = {**_flatten(to_dict(PretrainConfig())), **_flatten(saved)}, _flatten(current)
     diffs = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES]
     return [d for d in diffs if d != "masking.total_steps"]  # total_steps follows steps
 
@@ -211,20 +230,21 @@ class MaskedBatches(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, sampler: WindowSampler, tokenizer: Tokenizer, masking: MaskingConfig, cfg: PretrainConfig,
-                 rank: int, start_step: int, long_sampler: WindowSampler | None = None) -> None:
+                 rank: int, start_step: int, long_samplers: dict[str, WindowSampler] | None = None) -> None:
         super().__init__()
         self.sampler, self.tokenizer, self.masking, self.cfg = sampler, tokenizer, masking, cfg
-        self.rank, self.start_step, self.long_sampler = rank, start_step, long_sampler
+        self.rank, self.start_step, self.long_samplers = rank, start_step, long_samplers or {}
 
     def batch(self, micro: int) -> dict[str, torch.Tensor]:
         cfg, tok = self.cfg, self.tokenizer
         step, a = divmod(micro, cfg.grad_accum)
-        nth = long_step(cfg, step)
-        if nth is None or self.long_sampler is None:
+        where = long_step(cfg, step)
+        if where is None:
             sampler, size, max_tokens, first = self.sampler, cfg.batch_size, cfg.data.max_tokens, micro * cfg.batch_size
-        else:  # the long steps read their own window stream, the n-th long step its n-th windows
-            size, max_tokens = long_shape(cfg)
-            sampler, first = self.long_sampler, (nth * cfg.grad_accum + a) * size
+        else:  # long and tail steps read their own window streams, the n-th such step its n-th windows
+            kind, nth = where
+            size, max_tokens = long_shape(cfg, kind)
+            sampler, first = self.long_samplers[kind], (nth * cfg.grad_accum + a) * size
         windows = [sampler.draw(sampler.global_index(first + j)) for j in range(size)]
         enc = tok.encode_batch(windows, max_length=max_tokens, truncation=True)
         inputs, labels, _ = apply_mask(enc.ids, enc.special_mask, masking_rng(cfg.seed, step, self.rank, a),
@@ -445,7 +465,7 @@ def model_shape(cfg: PretrainConfig, tokenizer: Tokenizer, state: dict | None, p
         # the padding is invisible outside the model (logits sliced, HF export strips it), and is the same on
         # every device so that a checkpoint's shapes do not depend on where the run started.
         mconf = model_config(cfg.preset, tokenizer.vocab_size, **{"pad_vocab_multiple": 64, **cfg.model})
-    longest = max(cfg.data.max_tokens, long_shape(cfg)[1] if has_long_steps(cfg) else 0)
+    longest = max([cfg.data.max_tokens] + [long_shape(cfg, kind)[1] for kind in long_kinds(cfg)])
     if mconf.max_position_embeddings < longest:
         raise RandomMaskError(f"config: a window of {longest} tokens does not fit the model's "
                               f"{mconf.max_position_embeddings} positions")
@@ -464,8 +484,8 @@ def write_run_folder(run_dir: Path, cfg: PretrainConfig, tokenizer: Tokenizer) -
 
 
 def samplers(cfg: PretrainConfig, store: GenomeStore, tokenizer: Tokenizer,
-             d: Dist) -> tuple[WindowSampler, WindowSampler | None]:
-    """This rank's window streams: the training windows, and the long tail's (None without one)."""
+             d: Dist) -> tuple[WindowSampler, dict[str, WindowSampler]]:
+    """This rank's window streams: the training windows, and those of the long and tail steps by kind."""
     window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
     scfg = SamplerConfig(window_nt=window_nt, short_prob=cfg.data.short_prob,
                          min_window_nt=min(window_nt, tokenizer.bases_for_tokens(16)),
@@ -473,10 +493,10 @@ def samplers(cfg: PretrainConfig, store: GenomeStore, tokenizer: Tokenizer,
                          reverse_complement_prob=cfg.data.reverse_complement_prob,
                          heldout_fraction=cfg.data.heldout_fraction, seed=cfg.seed)
     train = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
-    if not has_long_steps(cfg):
-        return train, None
-    long_nt = tokenizer.bases_for_tokens(cfg.data.long_max_tokens - 2)
-    return train, WindowSampler(store, replace(scfg, window_nt=long_nt), "train", rank=d.rank, world_size=d.world)
+    # The tail's stream gets its own seed so that its windows do not start where the interleaved ones did.
+    seeds = {"long": cfg.seed, "tail": cfg.seed + 1}
+    return train, {kind: WindowSampler(store, replace(scfg, seed=seeds[kind], window_nt=tokenizer.bases_for_tokens(
+        long_shape(cfg, kind)[1] - 2)), "train", rank=d.rank, world_size=d.world) for kind in long_kinds(cfg)}
 
 
 def restore(state: dict, model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, d: Dist,
@@ -665,7 +685,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
 
     # --- data, model, optimizer
     store = open_store(cfg, run_dir, d)
-    train_sampler, long_sampler = samplers(cfg, store, tokenizer, d)
+    train_sampler, long_samplers = samplers(cfg, store, tokenizer, d)
     window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
     eval_encs = eval_batches(store, window_nt, tokenizer, cfg) if d.main else []
     model = BertForMaskedLM(mconf).to(device)
@@ -683,7 +703,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
     train_model = ddp_model
     if cfg.compile:
         train_model = compile_model(ddp_model, _probe_batch(cfg, mconf.vocab_size, device), autocast, d.main)
-    loader = batch_loader(MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step, long_sampler),
+    loader = batch_loader(MaskedBatches(train_sampler, tokenizer, masking, cfg, d.rank, start_step, long_samplers),
                           cfg, device)
     # Lines past the start are dropped: a resumed run's after its checkpoint, a new run's left by a killed start.
     log = MetricsLog(run_dir / "metrics.jsonl", start_step, enabled=d.main)
@@ -693,10 +713,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
         print(f"randommask pretrain: {cfg.preset} model ({n_params / 1e6:.2f}M parameters), tokenizer "
               f"{tokenizer.name}, masking {masking.strategy}, {cfg.steps} steps x {global_batch} windows of "
               f"{cfg.data.max_tokens} tokens on {device.type}"
-              + (f" (long steps: {long_shape(cfg)[0]} windows of {long_shape(cfg)[1]} tokens, "
-                 + (f"every {cfg.data.long_every}th step)" if cfg.data.long_every else
-                    f"from step {cfg.steps - round(cfg.steps * cfg.data.long_fraction)})")
-                 if long_sampler is not None else "") + (f" x {d.world} ranks" if d.world > 1 else "")
+              + "".join(long_note(cfg, kind) for kind in long_samplers) + (f" x {d.world} ranks" if d.world > 1 else "")
               + (f", resuming at step {start_step}" if start_step else ""), flush=True)
     bar = None
     if d.main and cfg.progress:

@@ -82,7 +82,8 @@ def pretrain_config(p: dict[str, Any], arm: Arm, seed: int, run: Path, data: dic
         # a stopped unit loses at most a twelfth of its work.
         "save_interval": max(1, steps // 12), "keep_checkpoints": 0,
         "data": {**data, "max_tokens": p["max_tokens"], "long_max_tokens": p["long_max_tokens"],
-                 "long_every": p.get("long_every", 0), "long_fraction": p.get("long_fraction", 0.0)},
+                 "long_every": p.get("long_every", 0), "long_fraction": p.get("long_fraction", 0.0),
+                 "tail_max_tokens": p.get("tail_max_tokens", 0)},
         "optim": {"lr": p["lr"], "warmup_steps": p["warmup_steps"]},
         "masking": dict(arm.masking),
         "model": {"hidden_dropout": p["dropout"], "attention_dropout": p["dropout"]},
