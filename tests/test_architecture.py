@@ -18,7 +18,7 @@ FLOORS: dict[int, set[str]] = {
         "hf", "demo"},
     3: {"runtime", "checkpoint"},
     2: {"genome", "tasks"},
-    1: {"tokenizers", "masking", "model", "metrics", "config"},
+    1: {"tokenizers", "tokens", "bpe", "masking", "model", "metrics", "config"},
     0: {"errors", "alphabet", "files"},
 }
 FLOOR_OF = {name: floor for floor, names in FLOORS.items() for name in names}

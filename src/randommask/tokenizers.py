@@ -4,8 +4,9 @@ DNABERT, non-overlapping, single nucleotide).
 The rest of the package sees a tokenizer only through `Tokenizer`, builds one with `from_name` (a
 config's ``tokenizer`` string) or `from_spec` (what a checkpoint stores: ``{"type", "name", ...params}``;
 folders written before the registry stored ``{"name", "k", "stride"}`` and load as k-mers), and never
-reads a k-mer tokenizer's ``k`` or ``stride``. A new tokenizer (BPE, say) is a class here with the
-protocol's members and one entry in `TOKENIZERS`.
+reads a k-mer tokenizer's ``k`` or ``stride``. The protocol and the `Encoding` live in `randommask.tokens`;
+BPE (DNABERT-2's tokenizer) in `randommask.bpe`. A new family is a class with the protocol's members and
+one entry in `TOKENIZERS`.
 
 The k-mer family:
 
@@ -31,30 +32,25 @@ and the k-mer index of every position is computed with k whole-array operations.
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from randommask.alphabet import BASES, CODE_TABLE, INVALID, N_CODE, str_to_codes
+from randommask.alphabet import BASES, N_CODE
+from randommask.bpe import BpeTokenizer
 from randommask.errors import RandomMaskError
+from randommask.tokens import SPECIAL_TOKENS, Encoding, Tokenizer, code_matrix, special_columns, uniform_loss
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+__all__ = ["SPECIAL_TOKENS", "TOKENIZERS", "BpeTokenizer", "Encoding", "KmerTokenizer", "Tokenizer", "from_name",
+           "from_spec", "kmer_values", "uniform_loss"]
+
 KMER_BASES = "ACGT"  # the letters of k-mer tokens; anything else makes [UNK]
 MAX_K = 8
 
 _NAME_RE = re.compile(r"^(?:kmer(?P<k>\d+)(?P<nonoverlap>-nonoverlap)?|nt)$")
-
-
-def _special(col: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """True at [CLS] (column 0), [SEP] (column ``end``) and the padding after it."""
-    special = col >= end
-    special[:, 0] = True
-    return special
 
 
 def kmer_values(codes: np.ndarray, k: int, n: int) -> np.ndarray:
@@ -77,38 +73,6 @@ def kmer_values(codes: np.ndarray, k: int, n: int) -> np.ndarray:
             return result[:, :n]
         block = (block[:, :-width] << (2 * width)) | block[:, width:]
         width *= 2
-
-
-@dataclass
-class Encoding:
-    """A tokenized batch.
-
-    ids: int32 [B, T] token ids, ``[CLS] ... [SEP]`` then ``[PAD]``.
-    attention_mask: int8 [B, T], 1 for real tokens (specials included), 0 for padding.
-    special_mask: bool [B, T], True for [CLS], [SEP] and [PAD] (the positions masking never touches).
-    lengths: int [B], k-mer tokens per row (specials excluded).
-    spans (derived): int64 [B, T, 2], the half-open range [start, end) of bases that each token
-        covers in its input sequence; (-1, -1) for special and padding tokens.
-    """
-
-    ids: np.ndarray
-    attention_mask: np.ndarray
-    special_mask: np.ndarray
-    lengths: np.ndarray
-    k: int
-    stride: int
-
-    @property
-    def spans(self) -> np.ndarray:
-        # Derived on demand: training never needs it, the analysis tools do.
-        b, width = self.ids.shape
-        col = np.arange(width)
-        start = (col - 1) * self.stride
-        real = (col >= 1) & (col <= self.lengths[:, None])
-        out = np.full((b, width, 2), -1, dtype=np.int64)
-        out[..., 0] = np.where(real, start, -1)
-        out[..., 1] = np.where(real, start + self.k, -1)
-        return out
 
 
 class KmerTokenizer:
@@ -279,6 +243,10 @@ class KmerTokenizer:
         """Bases needed for ``n_tokens`` k-mer tokens (specials excluded)."""
         return (n_tokens - 1) * self.stride + self.k if n_tokens > 0 else 0
 
+    def fill_bases(self, n_tokens: int) -> int:
+        """Bases that fill ``n_tokens`` tokens: exactly `bases_for_tokens` for fixed-width tokens."""
+        return self.bases_for_tokens(n_tokens)
+
     def encode_batch(
         self,
         seqs: Sequence[str] | Sequence[np.ndarray],
@@ -296,7 +264,7 @@ class KmerTokenizer:
             raise RandomMaskError(f"padding must be 'longest' or 'max_length', got {padding!r}")
         if padding == "max_length" and max_length is None:
             raise RandomMaskError("padding='max_length' needs max_length")
-        codes, lengths = self._code_matrix(seqs)
+        codes, lengths = code_matrix(seqs)
         n_tok = np.where(lengths >= self.k, (lengths - self.k) // self.stride + 1, 0)
         if max_length is not None:
             if max_length < 2:
@@ -315,37 +283,6 @@ class KmerTokenizer:
     def encode(self, seq: str | np.ndarray, max_length: int | None = None, truncation: bool = False) -> Encoding:
         """Tokenize one sequence (a batch of one)."""
         return self.encode_batch([seq], max_length=max_length, truncation=truncation)
-
-    def _code_matrix(self, seqs: Sequence[str] | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Padded [B, Lmax] uint8 base codes (padding is N_CODE) and the lengths."""
-        if len(seqs) == 0:
-            return np.zeros((0, 0), np.uint8), np.zeros(0, np.int64)
-        if isinstance(seqs[0], np.ndarray):
-            arrays = list(seqs)
-            lengths = np.array([a.shape[0] for a in arrays], dtype=np.int64)
-            flat = np.concatenate(arrays).astype(np.uint8, copy=False) if arrays else np.zeros(0, np.uint8)
-            if flat.size and flat.max() > N_CODE:
-                raise RandomMaskError("base codes must be 0..4 (A, C, G, T, N)")
-        else:
-            lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-            joined = "".join(seqs)
-            try:
-                raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-                flat = CODE_TABLE[raw]
-            except UnicodeEncodeError:
-                flat = np.full(lengths.sum(), INVALID, np.uint8)  # located below
-            if flat.size and flat.max() == INVALID:
-                for i, s in enumerate(seqs):  # slow path, only to name the error
-                    str_to_codes(s, where=f"sequence {i}")
-        lmax = int(lengths.max())
-        if np.all(lengths == lmax):
-            return flat.reshape(len(lengths), lmax), lengths
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        col = np.arange(lmax)
-        idx = np.minimum(starts[:, None] + col, max(flat.size - 1, 0))
-        codes = flat[idx] if flat.size else np.full((len(lengths), lmax), N_CODE, np.uint8)
-        codes[col >= lengths[:, None]] = N_CODE
-        return codes, lengths
 
     def _assemble(self, codes: np.ndarray, n_tok: np.ndarray, width: int) -> Encoding:
         b = codes.shape[0]
@@ -380,7 +317,7 @@ class KmerTokenizer:
         ids[rows, n_tok + 1] = self.sep_id
         # int8 0/1 (a view of the boolean, no copy): models take any integer or boolean mask.
         return Encoding(ids=ids, attention_mask=(col <= end).view(np.int8),
-                        special_mask=_special(col, end), lengths=n_tok.copy(), k=k, stride=s)
+                        special_mask=special_columns(col, end), lengths=n_tok.copy(), k=k, stride=s)
 
     # ---------------------------------------------------------------- decoding
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
@@ -408,57 +345,8 @@ class KmerTokenizer:
         return [self.decode(row) for row in np.asarray(ids)]
 
 
-# ------------------------------------------------------------------------------------------ protocol
-@runtime_checkable
-class Tokenizer(Protocol):
-    """What the package asks of a tokenizer: encoding, decoding, the vocabulary and its special ids,
-    the bases each token covers, and how to store and rebuild it.
-
-    ``kmer_ids`` are the ordinary (non-special) tokens: what a randomly replaced token is drawn from.
-    ``span_unit`` is how many tokens a masking span counts as one unit (DNABERT's span width).
-    """
-
-    kind: str
-    vocab: list[str]
-    pad_id: int
-    unk_id: int
-    cls_id: int
-    sep_id: int
-    mask_id: int
-    special_ids: np.ndarray
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def spec(self) -> dict[str, Any]: ...
-    @property
-    def vocab_size(self) -> int: ...
-    @property
-    def kmer_ids(self) -> np.ndarray: ...
-    @property
-    def span_unit(self) -> int: ...
-    @property
-    def bases_per_token(self) -> int: ...
-    @property
-    def bases_between_tokens(self) -> int: ...
-    def num_tokens(self, length: int) -> int: ...
-    def bases_for_tokens(self, n_tokens: int) -> int: ...
-    def encode_batch(self, seqs: Sequence[str] | Sequence[np.ndarray], max_length: int | None = None,
-                     truncation: bool = False, padding: str = "longest") -> Encoding: ...
-    def decode(self, ids: Sequence[int] | np.ndarray) -> str: ...
-    def save_vocab(self, path: str | Path) -> None: ...
-    def with_params(self, **params: Any) -> Tokenizer: ...
-    def with_vocab(self, vocab: Sequence[str]) -> Tokenizer: ...
-
-
-def uniform_loss(tokenizer: Tokenizer) -> float:
-    """The masked-token loss of guessing uniformly among the ordinary tokens, ln(|kmer_ids|) (ln 4^k for
-    k-mers): the ceiling every training curve is read against."""
-    return math.log(len(tokenizer.kmer_ids))
-
-
 #: The registry: a spec's ``type`` -> its class (``parse_name``, ``from_params``).
-TOKENIZERS: dict[str, Any] = {"kmer": KmerTokenizer}
+TOKENIZERS: dict[str, Any] = {"kmer": KmerTokenizer, "bpe": BpeTokenizer}
 
 
 def from_name(name: str) -> Tokenizer:
@@ -467,7 +355,8 @@ def from_name(name: str) -> Tokenizer:
         tok = cls.parse_name(name)
         if tok is not None:
             return tok
-    raise RandomMaskError(f"unknown tokenizer {name!r}: use kmerK (K = 1..{MAX_K}), kmerK-nonoverlap, or nt")
+    raise RandomMaskError(f"unknown tokenizer {name!r}: use kmerK (K = 1..{MAX_K}), kmerK-nonoverlap, nt, or "
+                          "bpe:PATH (a BPE tokenizer.json, or a folder with one)")
 
 
 def from_spec(spec: dict[str, Any], vocab: Sequence[str] | None = None, vocab_file: Path | None = None) -> Tokenizer:

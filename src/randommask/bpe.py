@@ -1,0 +1,317 @@
+"""Byte-pair encoding for DNA, as DNABERT-2: a vocabulary of frequent base strings learnt from a genome.
+
+BPE starts from the four bases and repeatedly merges the most frequent neighbouring pair into a new token,
+until the vocabulary has the size asked for (DNABERT-2: 4,096). Frequent motifs and repeats (Alu, LINE
+fragments, microsatellites) end up as single tokens covering ten or more bases, rare sequence is spelt in
+short pieces, so the number of bases a token covers varies: on human DNA about 4 to 5 on average. Unlike
+overlapping k-mers, BPE tokens do not overlap: masking one token hides its bases for real, which is why the
+project pre-trains BPE models with BERT's masking of single tokens (see `randommask.masking`).
+
+The merges are learnt and applied by Hugging Face's `tokenizers` library (the Rust one `transformers`
+uses); a vocabulary is one ``tokenizer.json`` that `transformers.PreTrainedTokenizerFast` loads as it is.
+This module wraps it as a `randommask.tokens.Tokenizer`:
+
+* input goes through the package's one DNA reader (`randommask.tokens.code_matrix`): lowercase is read
+  as uppercase, any IUPAC ambiguity code as N, anything else is an error naming the sequence and
+  position; every N becomes one ``[UNK]``;
+* a run's checkpoint stores the whole ``tokenizer.json`` (its spec), so a run folder needs no other file;
+* ``bases_per_token_mean`` (the compression on held-out windows, measured when the vocabulary was learnt,
+  or on the training genome when a run starts) sizes the pre-training windows in bases.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from randommask.alphabet import BASES
+from randommask.errors import RandomMaskError
+from randommask.tokens import SPECIAL_TOKENS, Encoding, code_matrix, special_columns
+
+DNA_LETTERS = set("ACGTN")
+TOKENIZER_FILE = "tokenizer.json"
+REPORT_FILE = "tokenizer-report.json"  # written beside tokenizer.json by `randommask tokenizer train`
+_LETTERS = np.frombuffer(BASES.encode("ascii"), dtype=np.uint8)
+
+
+def _library() -> Any:
+    # Imported here: the `tokenizers` wheel loads a Rust library that k-mer users never need.
+    import tokenizers
+
+    return tokenizers
+
+
+def vocab_floor() -> int:
+    """The smallest vocabulary: the special tokens and the four bases."""
+    return len(SPECIAL_TOKENS) + 4
+
+
+def train_bpe(pieces: Iterable[str], vocab_size: int) -> str:
+    """Learn a BPE vocabulary of ``vocab_size`` tokens from DNA strings of A, C, G, T; the ``tokenizer.json``
+    text. The special tokens take ids 0-4 in the project's order, the bases 5-8, then the merges."""
+    if vocab_size < vocab_floor():
+        raise RandomMaskError(f"vocabulary size {vocab_size} is below the alphabet: the 5 special tokens and "
+                              f"the 4 bases need {vocab_floor()}")
+    lib = _library()
+    tok = lib.Tokenizer(lib.models.BPE(unk_token="[UNK]"))
+    # Soft-masked (lowercase) bases read as uppercase, also when transformers loads the file on its own.
+    tok.normalizer = lib.normalizers.Sequence([lib.normalizers.Replace(c.lower(), c) for c in "ACGTN"])
+    trainer = lib.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                      initial_alphabet=list("ACGT"), limit_alphabet=4, show_progress=False)
+    tok.train_from_iterator(pieces, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = lib.processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id),
+                                                                                       ("[SEP]", sep_id)])
+    return tok.to_str()
+
+
+def acgt_pieces(codes: np.ndarray) -> list[str]:
+    """The runs of A, C, G, T in a window of base codes (BPE learns no merges across an N)."""
+    text = _LETTERS[codes].tobytes().decode("ascii")
+    return [p for p in text.split("N") if p]
+
+
+class BpeTokenizer:
+    """A BPE vocabulary (one ``tokenizer.json``) read as the package's `Tokenizer`.
+
+    Args:
+        text: the ``tokenizer.json`` text (a BPE model whose ordinary tokens are strings of A, C, G, T, N,
+            with the five special tokens [PAD] [UNK] [CLS] [SEP] [MASK] in any ids: DNABERT-2's order works).
+        bases_per_token_mean: average bases per ordinary token on held-out DNA (0: not measured yet).
+        source: where the text came from, for messages.
+    """
+
+    kind = "bpe"
+
+    def __init__(self, text: str, bases_per_token_mean: float = 0.0, source: str = "tokenizer.json") -> None:
+        self.text, self.source = text, source
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RandomMaskError(f"{source}: not a tokenizer.json (invalid JSON: {e.msg if hasattr(e, 'msg') else e}"
+                                  f"{f', line {e.lineno}' if hasattr(e, 'lineno') else ''})") from None
+        model = data.get("model") if isinstance(data, dict) else None
+        if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+            kind = model.get("type") if isinstance(model, dict) else None
+            raise RandomMaskError(f"{source}: not a BPE tokenizer.json (model type {kind!r}); randommask reads "
+                                  "BPE vocabularies such as DNABERT-2's")
+        try:
+            self._tok = _library().Tokenizer.from_str(text)
+        except Exception as e:  # the Rust library's parse errors carry no class of their own
+            raise RandomMaskError(f"{source}: the tokenizers library cannot read it ({str(e).splitlines()[0]})"
+                                  ) from None
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+        if missing:
+            raise RandomMaskError(f"{source}: the vocabulary lacks the special token(s) {', '.join(missing)}; "
+                                  f"randommask needs all of {' '.join(SPECIAL_TOKENS)}")
+        size = self._tok.get_vocab_size(with_added_tokens=True)
+        by_id = {i: t for t, i in vocab.items()}
+        if sorted(by_id) != list(range(size)):
+            raise RandomMaskError(f"{source}: token ids are not 0..{size - 1} without gaps")
+        self.vocab: list[str] = [by_id[i] for i in range(size)]
+        foreign = next((t for t in self.vocab if t not in SPECIAL_TOKENS and not set(t) <= DNA_LETTERS), None)
+        if foreign is not None:
+            raise RandomMaskError(f"{source}: token {foreign!r} is not DNA (letters A, C, G, T, N); not a DNA BPE "
+                                  "vocabulary")
+        if not {"A", "C", "G", "T"} <= set(vocab):
+            raise RandomMaskError(f"{source}: the vocabulary lacks a single-base token (A, C, G and T are needed "
+                                  "so that every sequence can be spelt)")
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (vocab[t] for t in SPECIAL_TOKENS)
+        self.special_ids = np.array(sorted(vocab[t] for t in SPECIAL_TOKENS), dtype=np.int64)
+        self._ordinary = np.array([i for i in range(size) if i not in set(self.special_ids.tolist())], np.int32)
+        self._width = np.array([0 if t in SPECIAL_TOKENS else len(t) for t in self.vocab], dtype=np.int64)
+        self.bases_per_token_mean = float(bases_per_token_mean)
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def parse_name(cls, name: str) -> BpeTokenizer | None:
+        """``bpe:PATH``: a ``tokenizer.json`` file, or a folder holding one (with the compression that
+        `randommask tokenizer train` measured, when its report is there)."""
+        if not name.startswith("bpe:"):
+            return None
+        return cls.from_file(name[4:])
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> BpeTokenizer:
+        path = Path(path)
+        file = path / TOKENIZER_FILE if path.is_dir() else path
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RandomMaskError(f"{file}: tokenizer file not found (bpe:PATH names a tokenizer.json or a folder "
+                                  "with one)") from None
+        except (UnicodeDecodeError, OSError) as e:
+            raise RandomMaskError(f"{file}: cannot read the tokenizer ({e.__class__.__name__})") from None
+        mean = 0.0
+        report = file.parent / REPORT_FILE
+        if report.is_file():
+            try:
+                mean = float(json.loads(report.read_text()).get("heldout", {}).get("bases_per_token", 0.0))
+            except (ValueError, AttributeError, TypeError):
+                raise RandomMaskError(f"{report}: not a tokenizer report (delete it to measure the compression "
+                                      "again)") from None
+        return cls(text, mean, source=str(file))
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], vocab: Sequence[str] | None, vocab_file: Path | None = None,
+                    ) -> BpeTokenizer:
+        """From a checkpoint's spec (it holds the whole tokenizer.json)."""
+        if not isinstance(params.get("json"), str):
+            raise RandomMaskError("checkpoint: the BPE tokenizer spec holds no tokenizer.json text")
+        tok = cls(params["json"], float(params.get("bases_per_token_mean") or 0.0), source="checkpoint tokenizer")
+        if vocab is not None and list(vocab) != tok.vocab:
+            raise RandomMaskError("checkpoint: the stored vocabulary differs from its tokenizer.json")
+        return tok
+
+    def calibrated(self, windows: Sequence[np.ndarray]) -> BpeTokenizer:
+        """This vocabulary with its compression measured on these windows (base codes)."""
+        return BpeTokenizer(self.text, compression(self, windows)["bases_per_token"], self.source)
+
+    @property
+    def name(self) -> str:
+        return f"bpe{self.vocab_size}"
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return {"type": "bpe", "name": self.name, "json": self.text,
+                "bases_per_token_mean": self.bases_per_token_mean}
+
+    def with_params(self, **params: Any) -> BpeTokenizer:
+        """BPE has no reading parameters: a k-mer ``stride`` given here is an error."""
+        given = {k: v for k, v in params.items() if v is not None}
+        if given:
+            raise RandomMaskError(f"a BPE tokenizer takes no {', '.join(given)} (k-mer options)")
+        return self
+
+    def with_vocab(self, vocab: Sequence[str]) -> BpeTokenizer:
+        if list(vocab) != self.vocab:
+            raise RandomMaskError("a BPE vocabulary cannot be reordered; start from the same tokenizer.json")
+        return self
+
+    # ---------------------------------------------------------------- sizes
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def kmer_ids(self) -> np.ndarray:
+        """The ordinary tokens (every non-special id): what a randomly replaced token is drawn from."""
+        return self._ordinary
+
+    @property
+    def span_unit(self) -> int:
+        return 1
+
+    @property
+    def bases_per_token(self) -> int:
+        """The widest token, in bases (windows cut for inference overlap by this much at least)."""
+        return int(self._width.max())
+
+    @property
+    def bases_between_tokens(self) -> int:
+        return 1
+
+    def num_tokens(self, length: int) -> int:
+        """The most tokens ``length`` bases can give: one per base."""
+        return max(0, int(length))
+
+    def bases_for_tokens(self, n_tokens: int) -> int:
+        """Bases that nearly always give at most ``n_tokens`` tokens: 3/4 of the measured compression (a
+        window of DNA rarely compresses that badly; the inference report counts any that did)."""
+        if n_tokens <= 0:
+            return 0
+        return max(n_tokens, int(n_tokens * 0.75 * self._mean()))
+
+    def fill_bases(self, n_tokens: int) -> int:
+        """Bases that fill ``n_tokens`` tokens: a quarter more than the measured compression gives, the
+        excess cut by truncation (pre-training windows then hold ``n_tokens`` but in unusual DNA)."""
+        return max(n_tokens, math.ceil(n_tokens * 1.25 * self._mean())) if n_tokens > 0 else 0
+
+    def _mean(self) -> float:
+        if self.bases_per_token_mean <= 0:
+            raise RandomMaskError(f"{self.source}: the BPE compression was never measured; pre-train with it (the "
+                                  "run measures it on its genome) or learn it with `randommask tokenizer train`")
+        return self.bases_per_token_mean
+
+    # ---------------------------------------------------------------- encoding
+    def encode_batch(self, seqs: Sequence[str] | Sequence[np.ndarray], max_length: int | None = None,
+                     truncation: bool = False, padding: str = "longest") -> Encoding:
+        """As `KmerTokenizer.encode_batch`: ``[CLS] tokens [SEP]`` padded, truncation from the 3' end."""
+        if padding not in ("longest", "max_length"):
+            raise RandomMaskError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+        if padding == "max_length" and max_length is None:
+            raise RandomMaskError("padding='max_length' needs max_length")
+        if max_length is not None and max_length < 2:
+            raise RandomMaskError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
+        codes, lengths = code_matrix(seqs)
+        texts = [_LETTERS[row[:n]].tobytes().decode("ascii") for row, n in zip(codes, lengths, strict=True)]
+        encs = self._tok.encode_batch(texts, add_special_tokens=False) if texts else []
+        n_tok = np.array([len(e.ids) for e in encs], dtype=np.int64)
+        if max_length is not None:
+            too_long = np.flatnonzero(n_tok + 2 > max_length)
+            if too_long.size and not truncation:
+                i = int(too_long[0])
+                raise RandomMaskError(f"sequence {i} gives {n_tok[i] + 2} tokens, more than max_length "
+                                      f"{max_length}; shorten it or pass truncation=True")
+            n_tok = np.minimum(n_tok, max_length - 2)
+        width = max_length if padding == "max_length" else int(n_tok.max(initial=0)) + 2
+        b = len(encs)
+        ids = np.full((b, width), self.pad_id, dtype=np.int32)
+        spans = np.full((b, width, 2), -1, dtype=np.int64)
+        for r, (e, n) in enumerate(zip(encs, n_tok, strict=True)):
+            ids[r, 1 : n + 1] = e.ids[:n]
+            if n:
+                spans[r, 1 : n + 1] = np.asarray(e.offsets[:n], dtype=np.int64)
+        rows = np.arange(b)
+        ids[:, 0] = self.cls_id
+        ids[rows, n_tok + 1] = self.sep_id
+        col = np.arange(width)
+        end = n_tok[:, None] + 1
+        return Encoding(ids=ids, attention_mask=(col <= end).view(np.int8), special_mask=special_columns(col, end),
+                        lengths=n_tok, token_spans=spans)
+
+    def encode(self, seq: str | np.ndarray, max_length: int | None = None, truncation: bool = False) -> Encoding:
+        return self.encode_batch([seq], max_length=max_length, truncation=truncation)
+
+    def decode(self, ids: Sequence[int] | np.ndarray) -> str:
+        """The DNA a row of ids spells; [UNK] and [MASK] read as one N each, other specials are skipped."""
+        out = []
+        for i in np.asarray(ids, dtype=np.int64).tolist():
+            if i in (self.unk_id, self.mask_id):
+                out.append("N")
+            elif i not in (self.pad_id, self.cls_id, self.sep_id):
+                out.append(self.vocab[i])
+        return "".join(out)
+
+    def decode_batch(self, ids: np.ndarray) -> list[str]:
+        return [self.decode(row) for row in np.asarray(ids)]
+
+    def save_vocab(self, path: str | Path) -> None:
+        """``vocab.txt`` (one token a line, id = line number) and the ``tokenizer.json`` beside it."""
+        path = Path(path)
+        path.write_text("".join(t + "\n" for t in self.vocab))
+        (path.parent / TOKENIZER_FILE).write_text(self.text)
+
+
+def compression(tokenizer: BpeTokenizer, windows: Sequence[np.ndarray]) -> dict[str, float]:
+    """Bases per ordinary token over these windows (base codes), with its spread across windows."""
+    if not windows:
+        raise RandomMaskError("no windows to measure the compression on")
+    enc = tokenizer.encode_batch(list(windows))
+    per_window = np.array([len(w) for w in windows], dtype=np.float64) / np.maximum(enc.lengths, 1)
+    return {"bases_per_token": float(sum(len(w) for w in windows) / max(int(enc.lengths.sum()), 1)),
+            "p01_bases_per_token": float(np.quantile(per_window, 0.01)), "windows": len(windows),
+            "bases": int(sum(len(w) for w in windows))}
+
+
+def library_threads() -> str:
+    """How many threads the tokenizers library may use (its RAYON_RS_NUM_CPUS, else every core)."""
+    return os.environ.get("RAYON_RS_NUM_CPUS") or str(os.cpu_count())
