@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "randommask"
 FLOORS: dict[int, set[str]] = {
     5: {"cli", "commands"},
     4: {"pretrain", "finetune", "evaluate", "inference", "analysis", "study", "replication", "replication_report",
+        "bpe_train",
         "hf", "demo"},
     3: {"runtime", "checkpoint"},
     2: {"genome", "tasks"},

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +171,11 @@ class BpeTokenizer:
             raise RandomMaskError("checkpoint: the stored vocabulary differs from its tokenizer.json")
         return tok
 
-    def calibrated(self, windows: Sequence[np.ndarray]) -> BpeTokenizer:
-        """This vocabulary with its compression measured on these windows (base codes)."""
-        return BpeTokenizer(self.text, compression(self, windows)["bases_per_token"], self.source)
+    def calibrated(self, windows: Callable[[], Sequence[np.ndarray]]) -> BpeTokenizer:
+        """This vocabulary with its compression measured on ``windows()`` (base codes), unless measured."""
+        if self.bases_per_token_mean > 0:
+            return self
+        return BpeTokenizer(self.text, compression(self, windows())["bases_per_token"], self.source)
 
     @property
     def name(self) -> str:

@@ -35,8 +35,16 @@ def build_parser(commands: list[Command]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="randommask", description="BERT-like DNA foundation models with "
                                      "RandomMask pre-training.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    groups: dict[str, Any] = {}  # "tokenizer train": a command "train" under the group "tokenizer"
     for cmd in commands:
-        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        where, name = sub, cmd.name
+        if " " in cmd.name:
+            group, name = cmd.name.split(" ", 1)
+            if group not in groups:
+                gp = sub.add_parser(group, help=f"{group} commands", description=f"{group} commands")
+                groups[group] = gp.add_subparsers(dest=f"{group}_command", metavar="COMMAND")
+            where = groups[group]
+        p = where.add_parser(name, help=cmd.help, description=cmd.help)
         for metavar, dotted, nargs in cmd.positionals:
             p.add_argument(f"pos:{dotted}", metavar=metavar, nargs=nargs, default=None,
                            help=f"sets {dotted}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from randommask.analysis.report import AnalyzeConfig, analyze
+from randommask.bpe_train import TokenizerTrainConfig, train_tokenizer
 from randommask.config import from_dict, load_yaml
 from randommask.demo import DemoConfig, run_demo
 from randommask.errors import RandomMaskError
@@ -137,6 +138,9 @@ def all_commands() -> list[Command]:
                                      "be one); --resume auto: continue when there is one, start the run otherwise"),
                        ("--init-from", {"metavar": "RUN", "default": None,
                                         "help": "start from the weights of another run folder"})]),
+        Command("tokenizer train", "Learn a BPE vocabulary (DNABERT-2's tokenizer) from FASTA files or a store; "
+                "writes tokenizer.json for --tokenizer bpe:OUT.", TokenizerTrainConfig, _just(train_tokenizer),
+                load=validated(TokenizerTrainConfig), positionals=[("FASTA", "fasta", "*")]),
         Command("demo", "Pre-train the tiny model with RandomMask on human chromosome 20 and report.",
                 DemoConfig, _just(run_demo), aliases={"--out": "out_dir"}),
         Command("export", "Export a run folder as a Hugging Face transformers folder (config.json, "

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,9 +210,11 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
         data = pre.config.get("data") or {}
         max_tokens = data.get("max_tokens") if pre.kind == "pretrain" else None
         steps, tail = int(pre.config.get("steps") or 0), float(data.get("long_fraction") or 0.0)
-        every = int(data.get("long_every") or 0)
-        if max_tokens and ((every and pre.step >= every) or (tail > 0 and pre.step > steps - round(steps * tail))):
-            max_tokens = max(max_tokens, int(data.get("long_max_tokens") or 0))  # long steps trained these too
+        every, long_tokens = int(data.get("long_every") or 0), int(data.get("long_max_tokens") or 0)
+        if max_tokens and every and pre.step >= every:
+            max_tokens = max(max_tokens, long_tokens)  # the interleaved long steps trained these too
+        if max_tokens and tail > 0 and pre.step > steps - round(steps * tail):
+            max_tokens = max(max_tokens, int(data.get("tail_max_tokens") or 0) or long_tokens)  # and the tail
         return ModelSpec(tokenizer=tok, config=ModelConfig.from_dict(pre.model_config),
                          state=None if s.from_scratch else pre.model_state, source=source,
                          pretrain_max_tokens=None if s.from_scratch else max_tokens)
@@ -252,11 +254,12 @@ def subsample(split: Split, n: int | None, seed: int, salt: int) -> Split:
     return Split([split.sequences[i] for i in keep], split.labels[keep], split.source, split.rows[keep])
 
 
-def count_truncated(tokenizer: Tokenizer, lengths: np.ndarray, max_length: int) -> int:
-    """How many sequences of these lengths (nt) give more than ``max_length`` tokens."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    n_tok = np.array([tokenizer.num_tokens(int(n)) for n in lengths], dtype=np.int64)
-    return int(np.sum(n_tok + 2 > max_length))
+def count_truncated(tokenizer: Tokenizer, sequences: Sequence[str], max_length: int) -> int:
+    """How many of these sequences give more than ``max_length`` tokens (counted by encoding them: BPE's
+    token count depends on the bases, not only on the length)."""
+    if not sequences:
+        return 0
+    return int(np.sum(tokenizer.encode_batch(list(sequences)).lengths + 2 > max_length))
 
 
 @dataclass
@@ -430,7 +433,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
     subsampled = sizes != full_sizes
     plan = plan_training(cfg, task, tok, spec.config, len(train))
     max_len, bs, total = plan["max_length"], plan["batch_size"], plan["total_steps"]
-    truncated = {name: count_truncated(tok, np.fromiter((len(x) for x in split.sequences), np.int64), max_len)
+    truncated = {name: count_truncated(tok, split.sequences, max_len)
                  for name, split in (("train", train), ("dev", dev), ("test", test))}
     # Tokenized once; model selection may score a seeded subset of dev, the final scores use every row.
     train_enc = cache.encode(tok, train, max_len)

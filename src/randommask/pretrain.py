@@ -329,6 +329,22 @@ def _probe_batch(cfg: PretrainConfig, vocab_size: int, device: torch.device) -> 
             "masked_only": True}
 
 
+def calibrate(tokenizer: Tokenizer, store: GenomeStore, cfg: PretrainConfig) -> Tokenizer:
+    """The tokenizer with its bases per token measured on this genome when they vary (BPE) and were not
+    measured yet: 256 training windows of 1,000 bases, a pure function of the store and the seed."""
+    sampler = WindowSampler(store, SamplerConfig(window_nt=1000, short_prob=0.0, seed=cfg.seed), "train")
+    return tokenizer.calibrated(lambda: [sampler.draw(sampler.global_index(i)) for i in range(256)])
+
+
+def check_masking(tokenizer: Tokenizer, masking: MaskingConfig) -> None:
+    """Span masking is defined on overlapping k-mers (a span of k tokens hides one base); for tokens that
+    do not overlap (BPE) its meaning is not defined here, so only BERT's single tokens are offered."""
+    if tokenizer.kind != "kmer" and masking.strategy != "bert":
+        raise RandomMaskError(f"masking {masking.strategy} masks spans of overlapping k-mers; the {tokenizer.name} "
+                              f"tokenizer's tokens do not overlap, so use --masking bert (15% of tokens, as "
+                              "DNABERT-2)")
+
+
 def open_store(cfg: PretrainConfig, run_dir: Path, d: Dist) -> GenomeStore:
     """The prepared store: given, or prepared once from the FASTA files into the run folder."""
     if cfg.data.store:
@@ -486,16 +502,17 @@ def write_run_folder(run_dir: Path, cfg: PretrainConfig, tokenizer: Tokenizer) -
 def samplers(cfg: PretrainConfig, store: GenomeStore, tokenizer: Tokenizer,
              d: Dist) -> tuple[WindowSampler, dict[str, WindowSampler]]:
     """This rank's window streams: the training windows, and those of the long and tail steps by kind."""
-    window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
+    # Windows cut in bases that fill the token budget (exactly, for k-mers; BPE's excess is truncated).
+    window_nt = tokenizer.fill_bases(cfg.data.max_tokens - 2)
     scfg = SamplerConfig(window_nt=window_nt, short_prob=cfg.data.short_prob,
-                         min_window_nt=min(window_nt, tokenizer.bases_for_tokens(16)),
+                         min_window_nt=min(window_nt, tokenizer.fill_bases(16)),
                          max_n_fraction=cfg.data.max_n_fraction,
                          reverse_complement_prob=cfg.data.reverse_complement_prob,
                          heldout_fraction=cfg.data.heldout_fraction, seed=cfg.seed)
     train = WindowSampler(store, scfg, "train", rank=d.rank, world_size=d.world)
     # The tail's stream gets its own seed so that its windows do not start where the interleaved ones did.
     seeds = {"long": cfg.seed, "tail": cfg.seed + 1}
-    return train, {kind: WindowSampler(store, replace(scfg, seed=seeds[kind], window_nt=tokenizer.bases_for_tokens(
+    return train, {kind: WindowSampler(store, replace(scfg, seed=seeds[kind], window_nt=tokenizer.fill_bases(
         long_shape(cfg, kind)[1] - 2)), "train", rank=d.rank, world_size=d.world) for kind in long_kinds(cfg)}
 
 
@@ -660,6 +677,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
         device = torch.device("cuda", d.local_rank)
     run_dir = Path(cfg.out_dir)
     tokenizer = from_name(cfg.tokenizer)
+    check_masking(tokenizer, cfg.masking)
     # The masking planned over this run's steps in the tokenizer's span unit. `cfg` is from here on the
     # effective config (what config.yaml and the checkpoints record), a new object: the caller's is untouched.
     cfg = replace(cfg, masking=plan(cfg.masking, cfg.steps, tokenizer.span_unit))
@@ -685,8 +703,9 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
 
     # --- data, model, optimizer
     store = open_store(cfg, run_dir, d)
+    tokenizer = calibrate(tokenizer, store, cfg)
     train_sampler, long_samplers = samplers(cfg, store, tokenizer, d)
-    window_nt = tokenizer.bases_for_tokens(cfg.data.max_tokens - 2)
+    window_nt = tokenizer.fill_bases(cfg.data.max_tokens - 2)
     eval_encs = eval_batches(store, window_nt, tokenizer, cfg) if d.main else []
     model = BertForMaskedLM(mconf).to(device)
     model.bert.gradient_checkpointing = cfg.activation_checkpointing

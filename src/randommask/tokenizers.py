@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +246,10 @@ class KmerTokenizer:
     def fill_bases(self, n_tokens: int) -> int:
         """Bases that fill ``n_tokens`` tokens: exactly `bases_for_tokens` for fixed-width tokens."""
         return self.bases_for_tokens(n_tokens)
+
+    def calibrated(self, windows: Callable[[], Sequence[np.ndarray]]) -> KmerTokenizer:
+        """Fixed-width tokens need no measured compression: this tokenizer, the windows never drawn."""
+        return self
 
     def encode_batch(
         self,

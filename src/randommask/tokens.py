@@ -4,7 +4,7 @@ and the reading of DNA input into base codes (one validation for every tokenizer
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -106,8 +106,9 @@ class Tokenizer(Protocol):
     ``bases_for_tokens(n)`` is a length in bases that gives at most ``n`` tokens (exact for k-mers; for
     BPE, whose tokens vary in width, a length that nearly always fits), ``fill_bases(n)`` one that fills
     ``n`` tokens (pre-training cuts the excess), ``num_tokens(length)`` the most tokens ``length`` bases
-    can give. ``bases_per_token`` is the widest token, ``bases_between_tokens`` the step between token
-    starts that keeps windows in frame (1 for BPE).
+    can give; ``calibrated(windows)`` is the tokenizer with that compression measured on ``windows()`` when
+    it varies and was not measured (k-mers: itself). ``bases_per_token`` is the widest token,
+    ``bases_between_tokens`` the step between token starts that keeps windows in frame (1 for BPE).
     """
 
     kind: str
@@ -136,6 +137,7 @@ class Tokenizer(Protocol):
     def num_tokens(self, length: int) -> int: ...
     def bases_for_tokens(self, n_tokens: int) -> int: ...
     def fill_bases(self, n_tokens: int) -> int: ...
+    def calibrated(self, windows: Callable[[], Sequence[np.ndarray]]) -> Tokenizer: ...
     def encode_batch(self, seqs: Sequence[str] | Sequence[np.ndarray], max_length: int | None = None,
                      truncation: bool = False, padding: str = "longest") -> Encoding: ...
     def decode(self, ids: Sequence[int] | np.ndarray) -> str: ...
