@@ -225,7 +225,7 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
     truth: dict[tuple[str, str], list[float]] = {}
     for arm, shift in (("ov-dnabert", 0.0), ("ov-randommask", 0.05)):
         for sd in (0, 1):
-            for step in replication.points(p, arm):
+            for step in replication.points(p, arm, tmp_path):
                 folder = tmp_path / "finetune" / f"{arm}.s{sd}" / f"step-{step}"
                 for i, task in enumerate(p["tasks"]):
                     for seed in range(3):
@@ -256,3 +256,30 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
     assert (tmp_path / "replication.png").exists()
     end = [c for c in summary["curve"]["ov-randommask"] if c[0] == p["steps"]][0]
     assert end[3] == 6  # 2 pre-training seeds x 3 fine-tuning seeds, every task finished
+
+
+# ------------------------------------------------------------------------------------------ the BPE arm
+def test_bpe_arm_learns_its_vocabulary_once_and_is_fine_tuned_at_equal_tokens_and_equal_bases(tmp_path):
+    from randommask.checkpoint import open_run
+
+    p = tiny_preset(steps=12, arms=["ov-dnabert", "ov-randommask", "bpe-bert"], bpe_vocab_size=128, bpe_windows=50)
+    arm = replication.arms_of(p)["bpe-bert"]
+    assert arm.tokenizer == "bpe" and arm.masking == {"strategy": "bert"}
+    assert replication.points(p, "bpe-bert", tmp_path) == [12]  # compression unknown before the vocabulary
+    run = replication.pretrain_unit(p, arm, 0, tmp_path, {"fasta": [str(GENOME)]}, "cpu", False)
+    vocab = (tmp_path / "tokenizer" / "tokenizer.json").read_text()
+    pre = open_run(run)
+    assert pre.tokenizer.name == "bpe128" and pre.config["masking"]["strategy"] == "bert"
+    bpt = json.loads((tmp_path / "tokenizer" / "tokenizer-report.json").read_text())["heldout"]["bases_per_token"]
+    assert bpt > 1.5  # a BPE token covers more than one base of human DNA
+    # Equal bases: 12 steps of one new base a token = 12 / bpt steps of BPE, on the checkpoint grid (every step).
+    assert replication.points(p, "bpe-bert", tmp_path) == sorted({round(12 / bpt), 12})
+    plan = [u for u in replication.finetune_plan(p, tmp_path) if u["arm"] == "bpe-bert"]
+    assert [u["step"] for u in plan] == replication.points(p, "bpe-bert", tmp_path)
+    replication.pretrain_unit(p, arm, 0, tmp_path, {"fasta": [str(GENOME)]}, "cpu", False)  # done: skipped
+    assert (tmp_path / "tokenizer" / "tokenizer.json").read_text() == vocab  # learnt once
+    write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path),
+                 replication.finetune_plan(p, tmp_path))
+    report = (tmp_path / "report.md").read_text()
+    assert "what equal compute means" in report and f"{bpt:.2f} bases" in report
+    assert "bpe-bert (equal tokens) | 12 |" in report

@@ -13,7 +13,14 @@ rm-no-curriculum    RandomMask's last phase (widths 6..14) from step 0
 rm-phases-2         RandomMask with 2 phases (widths up to 8)
 rm-phases-10        RandomMask with 10 phases (widths up to 24)
 rm-widest-only      RandomMask with ``random_width`` off: every span has the phase's widest width
+bpe-bert            DNABERT-2's tokenizer instead: BPE (``bpe_vocab_size`` tokens, learnt from the
+                    same genome's training windows by `randommask.bpe_train`), BERT's masking
 ==================  ==========================================================================
+
+Equal compute across tokenizers means the same tokens per step and the same steps: the same model, the
+same FLOPs and time per step. A BPE token covers ~4 bases where an overlapping 6-mer adds one, so at equal
+tokens the BPE arm has read ~4 times the DNA; the other reading (the same bases read) is its checkpoint
+nearest to ``steps / bases_per_token`` steps, which is fine-tuned too, and the report gives both.
 
 The two main arms (ov-dnabert, ov-randommask) are pre-trained with two seeds, so that a difference
 between maskings can be told from a difference between pre-training runs. Each is fine-tuned from its
@@ -36,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from randommask import checkpoint as ckpt
-from randommask.replication_report import MAIN_ARMS, write_report
+from randommask.bpe import REPORT_FILE
+from randommask.replication_report import MAIN_ARMS, bases_per_token, write_report
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class Arm:
     masking: dict[str, Any]
     seeds: tuple[int, ...]
     what: str  # one line for the report
+    tokenizer: str = "kmer6"  # "bpe": the study's BPE vocabulary (learnt into OUT/tokenizer)
 
 
 def arms_of(p: dict[str, Any]) -> dict[str, Arm]:
@@ -63,7 +72,29 @@ def arms_of(p: dict[str, Any]) -> dict[str, Arm]:
         ("rm-widest-only", {"strategy": "randommask", "random_width": False}, other,
          "RandomMask without random widths: always the phase's widest"),
     ]
-    return {name: Arm(name, m, s, w) for name, m, s, w in table if name in p["arms"]}
+    arms = {name: Arm(name, m, s, w) for name, m, s, w in table if name in p["arms"]}
+    if "bpe-bert" in p["arms"]:
+        arms["bpe-bert"] = Arm("bpe-bert", {"strategy": "bert"}, other, f"BPE ({p.get('bpe_vocab_size', 4096):,} "
+                               "tokens, DNABERT-2's tokenizer) with BERT's masking", tokenizer="bpe")
+    return arms
+
+
+def bpe_folder(root: Path) -> Path:
+    """Where the study keeps its BPE vocabulary (one for every BPE unit; `replication_report` reads it there)."""
+    return root / "tokenizer"
+
+
+def learn_bpe(p: dict[str, Any], root: Path, data: dict[str, Any], progress: bool) -> Path:
+    """The study's BPE vocabulary, learnt once from the pre-training genome (skipped when there)."""
+    from randommask.bpe_train import TokenizerTrainConfig, train_tokenizer
+
+    folder = bpe_folder(root)
+    if not (folder / REPORT_FILE).is_file():
+        print("== replication: learning the BPE vocabulary", flush=True)
+        train_tokenizer(TokenizerTrainConfig(fasta=list(data.get("fasta") or []), store=data.get("store") or None,
+                                             out=str(folder), vocab_size=p.get("bpe_vocab_size", 4096),
+                                             windows=p.get("bpe_windows", 20000), force=True, progress=progress))
+    return folder
 
 
 def unit_name(arm: str, seed: int) -> str:
@@ -75,7 +106,7 @@ def pretrain_config(p: dict[str, Any], arm: Arm, seed: int, run: Path, data: dic
     """The pre-training config of one unit: identical across arms but for the masking and the seed."""
     steps = p["steps"]
     return {
-        "out_dir": str(run), "tokenizer": "kmer6", "preset": p["model_preset"], "steps": steps,
+        "out_dir": str(run), "preset": p["model_preset"], "steps": steps,
         "batch_size": p["batch_size"], "seed": seed, "device": device, "progress": progress,
         "log_interval": p["log_interval"], "eval_interval": p["eval_interval"], "eval_windows": 64,
         # Checkpoints at every twelfth of the run, all kept: the fine-tuning points (thirds) are among them, and
@@ -87,6 +118,7 @@ def pretrain_config(p: dict[str, Any], arm: Arm, seed: int, run: Path, data: dic
         "optim": {"lr": p["lr"], "warmup_steps": p["warmup_steps"]},
         "masking": dict(arm.masking),
         "model": {"hidden_dropout": p["dropout"], "attention_dropout": p["dropout"]},
+        "tokenizer": f"bpe:{bpe_folder(run.parent.parent)}" if arm.tokenizer == "bpe" else arm.tokenizer,
     }
 
 
@@ -96,6 +128,8 @@ def pretrain_unit(p: dict[str, Any], arm: Arm, seed: int, root: Path, data: dict
     from randommask.pretrain import load_config, pretrain
 
     run = root / "pretrain" / unit_name(arm.name, seed)
+    if arm.tokenizer == "bpe":
+        learn_bpe(p, root, data, progress)
     cfg = load_config(pretrain_config(p, arm, seed, run, data, device, progress))
     latest = ckpt.latest_checkpoint(run)
     if latest is not None and ckpt.load_checkpoint(latest)["step"] >= p["steps"]:
@@ -111,10 +145,24 @@ def pretrain_units(p: dict[str, Any], root: Path) -> dict[str, Path]:
     return {name: root / "pretrain" / name for name in names}
 
 
-def points(p: dict[str, Any], arm: str) -> list[int]:
-    """The pre-training steps fine-tuned from: thirds for the main arms, the end for the others."""
+def points(p: dict[str, Any], arm: str, root: Path) -> list[int]:
+    """The pre-training steps fine-tuned from: thirds for the main arms, the end for the others; for a BPE
+    arm also the checkpoint that has read about as many bases as the k-mer arms by their end (once the
+    vocabulary's compression is known)."""
     steps = p["steps"]
-    return [steps // 3, 2 * steps // 3, steps] if arm in MAIN_ARMS else [steps]
+    if arm in MAIN_ARMS:
+        return [steps // 3, 2 * steps // 3, steps]
+    bpt = bases_per_token(root) if arm == "bpe-bert" else None
+    if bpt is None:
+        return [steps]
+    return sorted({equal_bases_step(p, bpt), steps})
+
+
+def equal_bases_step(p: dict[str, Any], bases_per_token: float) -> int:
+    """The checkpoint step (a multiple of the save interval, a twelfth of the run) nearest to the one where
+    BPE has read as many bases as an overlapping k-mer arm (one new base a token) by the end."""
+    every = max(1, p["steps"] // 12)
+    return max(every, min(p["steps"], every * round(p["steps"] / bases_per_token / every)))
 
 
 def finetune_settings(p: dict[str, Any], gue: str, device: str, progress: bool) -> dict[str, Any]:
@@ -137,7 +185,7 @@ def finetune_plan(p: dict[str, Any], root: Path) -> list[dict[str, Any]]:
     for arm in arms_of(p).values():
         for seed in arm.seeds:
             unit = unit_name(arm.name, seed)
-            for step in points(p, arm.name):
+            for step in points(p, arm.name, root):
                 seeds = p["end_seeds"] if step == p["steps"] and arm.name in MAIN_ARMS else p["seeds"]
                 plan.append({"folder": root / "finetune" / unit / f"step-{step}", "arm": arm.name,
                              "pretrain_seed": seed, "step": step, "tasks": list(p["tasks"]), "seeds": seeds,

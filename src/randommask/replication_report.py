@@ -30,6 +30,14 @@ DEV_CURVE_TASKS = ("prom/prom_core_all", "tf/0", "mouse/0")  # one task per grou
 
 
 # ------------------------------------------------------------------------------------------ reading
+def bases_per_token(root: Path) -> float | None:
+    """The study BPE vocabulary's held-out compression (``OUT/tokenizer/tokenizer-report.json``), if learnt."""
+    report = root / "tokenizer" / "tokenizer-report.json"
+    if not report.is_file():
+        return None
+    return float(json.loads(report.read_text())["heldout"]["bases_per_token"])
+
+
 def _rows(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -158,6 +166,42 @@ def task_average_samples(records: list[dict], tasks: list[str], **match: Any) ->
     return [float(np.mean([c[t] for t in tasks])) for c in cells.values() if all(t in c for t in tasks)]
 
 
+def long_steps_note(p: dict[str, Any]) -> str:
+    """The preset's longer-window steps in words (each holds as many tokens as a short step)."""
+    parts = []
+    if p.get("long_every"):
+        parts.append(f"every {p['long_every']}th step at {p['long_max_tokens']}-token windows")
+    if p.get("long_fraction"):
+        parts.append(f"the last {p['long_fraction']:.0%} of steps at "
+                     f"{p.get('tail_max_tokens') or p['long_max_tokens']}-token windows")
+    return (" and ".join(parts) + ", same tokens per step") if parts else "no longer windows"
+
+
+def equal_compute_section(p: dict[str, Any], recs: list[dict], tasks: list[str], plan: list[dict],
+                          bases_per_token: float | None) -> list[str]:
+    """BPE beside the k-mer arms under the two readings of equal compute: same tokens, same bases read."""
+    steps, tokens_per_step = p["steps"], p["batch_size"] * p["max_tokens"]
+    L = ["## BPE (DNABERT-2's tokenizer) beside overlapping 6-mers: what equal compute means", "",
+         "All arms pre-train with the same tokens per step and the same steps: the same model cost (FLOPs, time). "
+         "An overlapping 6-mer adds one base to what the model reads, a BPE token "
+         + (f"{bases_per_token:.2f} bases (the study vocabulary on held-out windows)" if bases_per_token else
+            "several (its compression is measured when the vocabulary is learnt)")
+         + ", so at equal tokens BPE has read more DNA. The other reading, equal bases read, is the BPE "
+         "checkpoint whose bases are nearest the k-mer arms' at their end.", "",
+         "| arm | step | tokens | bases read (approx.) | pairs | mean MCC over tasks |",
+         "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [("ov-dnabert", steps, 1.0), ("ov-randommask", steps, 1.0)]
+    rows += [("bpe-bert", st, bases_per_token or float("nan")) for st in points_of(plan, "bpe-bert")]
+    for arm, step, bpt in rows:
+        samples = task_average_samples(recs, tasks, arm=arm, step=step)
+        tokens = step * tokens_per_step
+        reading = "" if arm != "bpe-bert" else (" (equal tokens)" if step == steps else " (equal bases)")
+        L.append(f"| {arm}{reading} | {step} | {tokens / 1e6:.1f} M | "
+                 + ("-" if math.isnan(bpt) else f"{tokens * bpt / 1e6:.0f} M") + f" | {len(samples)} | "
+                 f"{_fmt(*t_interval(samples))} |")
+    return L + [""]
+
+
 def _fmt(mean: float, half: float) -> str:
     if math.isnan(mean):
         return "-"
@@ -181,10 +225,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     L: list[str] = [
         f"# The replication study (`{p.get('name', 'cpu-replication')}`)", "",
         f"Code: commit `{commit}`. Pre-training per unit: `{p['model_preset']}` model, {p['steps']} steps x "
-        f"{p['batch_size']} windows of {p['max_tokens']} tokens ("
-        + (f"every {p['long_every']}th step" if p.get("long_every") else
-           f"the last {p.get('long_fraction', 0):.0%} of steps")
-        + f" at {p['long_max_tokens']}-token windows, same tokens per step), "
+        f"{p['batch_size']} windows of {p['max_tokens']} tokens (" + long_steps_note(p) + "), "
         f"{p['steps'] * tokens_per_step / 1e6:.1f} M tokens, peak learning rate {p['lr']:g}, dropout "
         f"{p['dropout']:g}. Fine-tuning: learning rate {p['ft_lr']:g}, dropout {p['ft_dropout']:g}, dev MCC every "
         f"{p['ft_eval_steps']} steps on {p['ft_select_dev']} seeded dev rows, stopped after {p['ft_patience']} "
@@ -279,6 +320,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
             f"{100 * pair['mean_diff']:+.2f} (95% {100 * (pair['mean_diff'] - pair['ci']):+.2f} to "
             f"{100 * (pair['mean_diff'] + pair['ci']):+.2f}), Wilcoxon p = {pair['wilcoxon_p']:.2g}")
         L.append(f"| {arm.name} | {arm.what} | {_fmt(*t_interval(samples))} | {vs} |")
+    # --- BPE
+    if "bpe-bert" in arms:
+        L += ["", *equal_compute_section(p, recs, tasks, plan, bases_per_token(root))]
     # --- EMP
     if p.get("emp_tasks"):
         L += ["", "## The paper's headline group: epigenetic marks (EMP), fallback protocol", "",
