@@ -103,5 +103,5 @@ def test_the_registry_lists_every_command_once() -> None:
     from randommask.commands import all_commands
 
     names = [c.name for c in all_commands()]
-    assert names == ["prepare", "pretrain", "demo", "export", "import", "finetune", "benchmark", "predict", "embed",
-                     "analyze", "study"]
+    assert names == ["prepare", "pretrain", "tokenizer train", "demo", "export", "import", "finetune", "benchmark",
+                     "predict", "embed", "analyze", "study"]

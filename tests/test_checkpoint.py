@@ -81,7 +81,9 @@ def test_tokenizers_round_trip_through_their_spec() -> None:
         assert back.name == name and back.vocab == tok.vocab and back.spec == tok.spec
     old = {"name": "kmer6", "k": 6, "stride": 1}  # what every run folder has stored
     assert from_spec(old).spec == old
-    with pytest.raises(RandomMaskError, match="unknown tokenizer type 'bpe'"):
+    with pytest.raises(RandomMaskError, match="unknown tokenizer type 'wordpiece'"):
+        from_spec({"type": "wordpiece", "name": "wp"})
+    with pytest.raises(RandomMaskError, match="holds no tokenizer.json"):
         from_spec({"type": "bpe", "name": "bpe4096"})
     tok = from_name("kmer4")
     assert tok.with_params(stride=4).name == "kmer4-nonoverlap" and tok.with_params(stride=None) is tok

@@ -248,3 +248,47 @@ def test_grad_clip_zero_means_no_clipping(tmp_path):
     a, b, c = (params(tmp_path / name) for name in ("off", "huge", "clip"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------------------ BPE
+@pytest.fixture(scope="module")
+def bpe_vocab(tmp_path_factory) -> Path:
+    from bpe_fixtures import small_bpe
+
+    return small_bpe(tmp_path_factory.mktemp("bpe"))
+
+
+def test_bpe_windows_fill_the_token_budget_and_a_run_resumes_exactly(bpe_vocab, tmp_path):
+    """Windows are cut in bases from the measured compression so that nearly every one fills ``max_tokens``
+    (the excess cut); the run stores the compression and its tokenizer, so a resumed run is the same run."""
+    from randommask.genome import GenomeStore, prepare
+
+    cfg = tiny(tmp_path / "full", tokenizer=f"bpe:{bpe_vocab}", masking={"strategy": "bert"})
+    prepare([GENOME], tmp_path / "store", progress=False)
+    store = GenomeStore.open(tmp_path / "store")
+    tok = pt.calibrate(pt.from_name(cfg.tokenizer), store, cfg)
+    assert tok.bases_per_token_mean > 1.5
+    train, long = pt.samplers(cfg, store, tok, pt.Dist())
+    batches = pt.MaskedBatches(train, tok, pt.plan(cfg.masking, cfg.steps, tok.span_unit), cfg, 0, 0, long)
+    full_rows = [int(r.sum()) == 64 for s in range(6) for r in batches.batch(s)["attention_mask"]]
+    assert np.mean(full_rows) >= 0.75  # the short windows (short_prob 0.1) and rare low-compression DNA pad
+    pt.pretrain(cfg)
+    cut = tmp_path / "cut"
+    pt.pretrain(tiny(cut, tokenizer=f"bpe:{bpe_vocab}", masking={"strategy": "bert"}, steps=12))
+    a = params(tmp_path / "full")
+    # Resume from the step-6 checkpoint of the second run after deleting what came after: same parameters.
+    (cut / "checkpoints" / "step-12.pt").unlink()
+    (cut / "checkpoints" / "latest").write_text("step-6.pt")
+    pt.pretrain(tiny(cut, tokenizer=f"bpe:{bpe_vocab}", masking={"strategy": "bert"}), resume=True)
+    b = params(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    run = ckpt.open_run(tmp_path / "full")
+    assert run.tokenizer.name == "bpe256" and run.tokenizer.bases_per_token_mean == tok.bases_per_token_mean
+
+
+def test_bpe_refuses_span_masking_in_one_line(bpe_vocab, tmp_path, capsys):
+    for strategy in ("dnabert", "randommask"):
+        assert cli_main(["pretrain", str(GENOME), "--out", str(tmp_path / strategy), "--tokenizer",
+                         f"bpe:{bpe_vocab}", "--masking", strategy, "--steps", "2"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "do not overlap" in err and "--masking bert" in err

@@ -221,7 +221,8 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
     tok = from_name(s.tokenizer or "kmer6").with_params(stride=s.tokenizer_stride)
     preset = s.preset or "tiny"
     source = {"run": None, "from_scratch": True, "preset": preset, "tokenizer": tok.name}
-    return ModelSpec(tokenizer=tok, config=model_config(preset, tok.vocab_size), state=None, source=source)
+    return ModelSpec(tokenizer=tok, config=model_config(preset, tok.vocab_size, pad_token_id=tok.pad_id), state=None,
+                     source=source)
 
 
 def build_classifier(spec: ModelSpec, num_labels: int, seed: int,

@@ -480,7 +480,10 @@ def model_shape(cfg: PretrainConfig, tokenizer: Tokenizer, state: dict | None, p
         # Vocabulary padded to a multiple of 64 (fast matrix shapes on GPUs) unless cfg.model says otherwise;
         # the padding is invisible outside the model (logits sliced, HF export strips it), and is the same on
         # every device so that a checkpoint's shapes do not depend on where the run started.
-        mconf = model_config(cfg.preset, tokenizer.vocab_size, **{"pad_vocab_multiple": 64, **cfg.model})
+        # The padding row is the tokenizer's [PAD] (DNABERT-2's vocabulary has it at 3, [UNK] at 0): the
+        # embedding at padding_idx never trains, so it must not be a real token's.
+        mconf = model_config(cfg.preset, tokenizer.vocab_size,
+                             **{"pad_vocab_multiple": 64, "pad_token_id": tokenizer.pad_id, **cfg.model})
     longest = max([cfg.data.max_tokens] + [long_shape(cfg, kind)[1] for kind in long_kinds(cfg)])
     if mconf.max_position_embeddings < longest:
         raise RandomMaskError(f"config: a window of {longest} tokens does not fit the model's "
