@@ -12,6 +12,8 @@ import pytest
 import torch
 import transformers
 
+from bpe_fixtures import bpe_run, small_bpe
+from dnabert2_fixtures import DNABERT2_SPECIALS, dna_strings, dnabert2_tokenizer
 from realdata import GENOME, GUE
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,7 +24,7 @@ from randommask import hf  # noqa: E402
 from randommask.cli import main as cli_main  # noqa: E402
 from randommask.model import BertForMaskedLM, BertForSequenceClassification, ModelConfig  # noqa: E402
 from randommask.pretrain import load_config, pretrain  # noqa: E402
-from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer  # noqa: E402
+from randommask.tokenizers import SPECIAL_TOKENS, BpeTokenizer, KmerTokenizer  # noqa: E402
 
 RNG = np.random.default_rng(7)
 SEQS = ["".join(RNG.choice(list("ACGT"), 120)), "".join(RNG.choice(list("ACGT"), 40)) + "N" +
@@ -355,3 +357,234 @@ def test_export_refuses_non_empty_folder_without_force(run: Path, tmp_path: Path
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert "would replace the input" in err(capsys, ["export", str(run), str(run.parent), "--force"])
     assert "not a randommask run folder" in err(capsys, ["export", str(out), str(tmp_path / "x")])
+
+
+# ------------------------------------------------------------------------------------------ BPE (DNABERT-2's tokenizer)
+def random_dna(seed: int, n: int = 12) -> list[str]:
+    """DNA as users hand it over: mostly bases, with soft-masked (lowercase) stretches, N, other IUPAC codes
+    and U, of lengths from 1 base to a few hundred (one run of Ns, one single base)."""
+    rng = np.random.default_rng(seed)
+    letters = list("ACGT" * 6 + "acgtNnRyU")
+    seqs = ["".join(rng.choice(letters, int(rng.integers(2, 300)))) for _ in range(n)]
+    return [*seqs, "G", "ACGTNNNNNNacgtnRYKMSWBDHVUu" + seqs[0][:50]]
+
+
+def specials(tok) -> tuple[int, ...]:
+    """(pad, unk, cls, sep, mask) ids, of a randommask or a transformers tokenizer."""
+    if hasattr(tok, "mask_id"):
+        return tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id
+    return tok.pad_token_id, tok.unk_token_id, tok.cls_token_id, tok.sep_token_id, tok.mask_token_id
+
+
+@pytest.fixture(scope="module")
+def bpe_pre(tmp_path_factory) -> Path:
+    """A BPE run in randommask's id order ([PAD] = 0), from `randommask tokenizer train`'s vocabulary."""
+    root = tmp_path_factory.mktemp("bpe")
+    return bpe_run(root / "run", small_bpe(root / "tok"))
+
+
+@pytest.fixture(scope="module")
+def dnabert2_run(tmp_path_factory) -> Path:
+    """A 3-step run on a DNABERT-2-style tokenizer.json ([UNK] = 0 ... [PAD] = 3, [MASK] = 4), from the CLI."""
+    root = tmp_path_factory.mktemp("dnabert2")
+    tok = dnabert2_tokenizer(root / "tokenizer")
+    out = root / "run"
+    assert cli_main(["pretrain", str(GENOME), "--out", str(out), "--tokenizer", f"bpe:{tok}", "--masking", "bert",
+                     "--steps", "3", "--batch-size", "4", "--data.max_tokens", "64", "--eval-interval", "3",
+                     "--eval-windows", "4", "--log-interval", "3", "--progress", "false"]) == 0
+    return out
+
+
+def export_once(run: Path) -> Path:
+    out = run.parent / "exported"
+    if not out.exists():
+        assert cli_main(["export", str(run), str(out)]) == 0
+    return out
+
+
+@pytest.fixture(params=["bpe_pre", "dnabert2_run"])
+def bpe_case(request) -> tuple[Path, Path]:
+    """(run folder, its export) for both id orders."""
+    run = request.getfixturevalue(request.param)
+    return run, export_once(run)
+
+
+def test_bpe_export_loads_in_transformers_with_same_ids_and_logits(bpe_case) -> None:
+    run, exported = bpe_case
+    names = {p.name for p in exported.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+            "README.md"} <= names
+    assert "vocab.txt" not in names  # BertTokenizer would read it as WordPiece, with other ids
+    config = json.loads((exported / "config.json").read_text())
+    opened = ckpt.open_run(run)
+    tok = opened.tokenizer
+    assert config["randommask"] == {"tokenizer": tok.name, "type": "bpe", "bases_per_token_mean":
+                                    tok.bases_per_token_mean, "kind": "pretrain", "step": opened.step}
+    assert config["vocab_size"] == tok.vocab_size and config["pad_token_id"] == tok.pad_id
+    assert json.loads((exported / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
+
+    hf_model, info = transformers.AutoModelForMaskedLM.from_pretrained(exported, output_loading_info=True)
+    assert type(hf_model) is transformers.BertForMaskedLM
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    hf_tok = transformers.AutoTokenizer.from_pretrained(exported)
+    assert isinstance(hf_tok, transformers.PreTrainedTokenizerFast)
+    assert specials(hf_tok) == specials(tok) and len(hf_tok) == tok.vocab_size
+
+    ours, _ = our_mlm(run)
+    for seed in range(3):
+        seqs = random_dna(seed)
+        logits, enc = our_logits(ours, tok, seqs)
+        batch = hf_tok(seqs, padding=True, return_tensors="pt")
+        assert np.array_equal(batch["input_ids"].numpy(), enc.ids), seed
+        assert np.array_equal(batch["attention_mask"].numpy(), enc.attention_mask), seed
+        assert (enc.ids == tok.unk_id).sum() >= 10  # the Ns and IUPAC codes were there to compare
+        with torch.no_grad():
+            hf_logits = hf_model(**batch).logits
+        assert_same_logits(logits, hf_logits, enc.attention_mask)
+    # Truncation from the 3' end and padding to a length, as randommask's encode_batch does them.
+    seqs = random_dna(5)
+    enc = tok.encode_batch(seqs, max_length=40, truncation=True, padding="max_length")
+    batch = hf_tok(seqs, max_length=40, truncation=True, padding="max_length", return_tensors="np")
+    assert np.array_equal(batch["input_ids"], enc.ids) and np.array_equal(batch["attention_mask"], enc.attention_mask)
+    # Soft-masked DNA reads as the same bases in transformers too.
+    upper = "".join(np.random.default_rng(9).choice(list("ACGT"), 200))
+    assert hf_tok(upper.lower())["input_ids"] == hf_tok(upper)["input_ids"] == enc_row(tok, upper)
+
+
+def enc_row(tok: BpeTokenizer, seq: str) -> list[int]:
+    return tok.encode(seq).ids[0].tolist()
+
+
+def test_bpe_model_card_describes_bpe_and_its_snippets_work(bpe_pre: Path) -> None:
+    exported = export_once(bpe_pre)
+    card = (exported / "README.md").read_text()
+    tok = ckpt.open_run(bpe_pre).tokenizer
+    assert "- bpe\n" in card and "- kmer\n" not in card
+    lo, hi = min(len(tok.vocab[i]) for i in tok.kmer_ids), max(len(tok.vocab[i]) for i in tok.kmer_ids)
+    for fact in (f"`{tok.name}`, byte-pair encoding", f"{len(tok.kmer_ids)} DNA strings of {lo} to {hi} bases",
+                 f"{tok.bases_per_token_mean:.2f} bases per token", "each N is one `[UNK]`", "`[MASK]` = 4",
+                 "Steps: 4", GENOME.name, '"tokenizer": "bpe:tok"', "BpeTokenizer.from_file"):
+        assert fact in card, fact
+    for wrong in ("KmerTokenizer", "-mer tokens", "vocab.txt", "to_kmers", "stride"):
+        assert wrong not in card, wrong
+    assert str(bpe_pre.parent) not in card  # local paths are cut to file names
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+    assert len(blocks) == 2
+    outs = []
+    for code in blocks:
+        scope: dict = {}
+        exec(code.replace("path/to/this/folder", str(exported)), scope)  # noqa: S102
+        outs.append(scope["out"].logits)
+    assert outs[0].shape[-1] == tok.vocab_size
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=0)  # the two ways to tokenize agree
+
+
+def test_bpe_round_trip_gives_identical_parameters_and_logits(bpe_case, tmp_path: Path) -> None:
+    run, exported = bpe_case
+    back = tmp_path / "back"
+    assert cli_main(["import", str(exported), str(back)]) == 0
+    a, b = ckpt.open_run(run), ckpt.open_run(back)
+    assert a.model_state.keys() == b.model_state.keys()
+    for key in a.model_state:
+        assert torch.equal(a.model_state[key], b.model_state[key]), key
+    assert b.tokenizer.kind == "bpe" and b.tokenizer.vocab == a.tokenizer.vocab and b.tokenizer.name == a.tokenizer.name
+    assert specials(b.tokenizer) == specials(a.tokenizer)
+    assert b.tokenizer.bases_per_token_mean == a.tokenizer.bases_per_token_mean > 0  # recorded by the export
+    assert b.tokenizer.text == (exported / "tokenizer.json").read_text()
+    assert b.model_config["pad_token_id"] == a.tokenizer.pad_id
+    assert {k: v for k, v in b.model_config.items() if k != "pad_token_id"} == \
+        {k: v for k, v in a.model_config.items() if k != "pad_token_id"}
+    assert b.kind == "import" and b.config["tokenizer_file"] == "tokenizer.json" and "stride" not in b.config
+    assert (back / "tokenizer.json").is_file()
+    seqs = random_dna(11)
+    logits_a, enc_a = our_logits(our_mlm(run)[0], a.tokenizer, seqs)
+    logits_b, enc_b = our_logits(our_mlm(back)[0], b.tokenizer, seqs)
+    assert np.array_equal(enc_a.ids, enc_b.ids)
+    assert_same_logits(logits_a, logits_b, enc_a.attention_mask)
+    # Exported again, the tokenizer is the same file (the reading rules are not stacked twice).
+    again = tmp_path / "again"
+    hf.export_run(back, again)
+    assert (again / "tokenizer.json").read_text() == (exported / "tokenizer.json").read_text()
+    assert json.loads((again / "config.json").read_text())["randommask"]["type"] == "bpe"
+
+
+def test_dnabert2_tokenizer_keeps_its_ids_through_pretrain_and_export(dnabert2_run: Path) -> None:
+    exported = export_once(dnabert2_run)
+    source = dnabert2_run.parent / "tokenizer" / "tokenizer.json"
+    run = ckpt.open_run(dnabert2_run)
+    tok = run.tokenizer
+    order = dict(zip(DNABERT2_SPECIALS, range(5), strict=True))
+    assert specials(tok) == tuple(order[t] for t in SPECIAL_TOKENS) == (3, 0, 1, 2, 4)  # [PAD] 3, [MASK] 4
+    assert run.step == 3 and run.config["masking"]["strategy"] == "bert"
+    assert tok.text == source.read_text()  # the run stores DNABERT-2's file as it was
+    vocab = json.loads(source.read_text())["model"]["vocab"]
+    assert tok.vocab == sorted(vocab, key=vocab.get) and tok.vocab_size == 100  # every id as in the file
+    hf_tok = transformers.AutoTokenizer.from_pretrained(exported)
+    assert hf_tok.mask_token_id == 4 and hf_tok.pad_token_id == 3 and hf_tok.cls_token_id == 1
+    assert json.loads((exported / "config.json").read_text())["pad_token_id"] == 3
+    assert "`[PAD]` = 3, `[UNK]` = 0, `[CLS]` = 1, `[SEP]` = 2, `[MASK]` = 4" in (exported / "README.md").read_text()
+    # DNABERT-2's own file, read by transformers as DNABERT-2's users do, gives the run's ids on upper-case DNA.
+    original = transformers.PreTrainedTokenizerFast(tokenizer_file=str(source), pad_token="[PAD]")
+    seqs = [s[:150] for s in dna_strings(30)[20:]]  # strings the vocabulary was not learnt from
+    enc = tok.encode_batch(seqs)
+    assert np.array_equal(original(seqs, padding=True, return_tensors="np")["input_ids"], enc.ids)
+    # A [MASK] in the input of the exported model is 4, where the run put it.
+    masked = hf_tok(seqs[0][:20] + "[MASK]" + seqs[0][20:40])["input_ids"]
+    assert masked.count(4) == 1
+
+
+def test_bpe_import_errors(bpe_pre: Path, dnabert, tmp_path: Path, capsys) -> None:
+    from tokenizers import Tokenizer, models, trainers
+
+    exported = export_once(bpe_pre)
+    out = str(tmp_path / "out")
+
+    corrupt = copy_folder(exported, tmp_path / "corrupt", skip=("tokenizer.json",))
+    (corrupt / "tokenizer.json").write_text('{"model": {"type": "BPE", "vocab": ')
+    msg = err(capsys, ["import", str(corrupt), out])
+    assert "corrupt/tokenizer.json: not valid JSON" in msg, msg
+
+    unigram = copy_folder(exported, tmp_path / "unigram", skip=("tokenizer.json",))
+    Tokenizer(models.Unigram([("[PAD]", 0.0), ("A", -1.0)])).save(str(unigram / "tokenizer.json"))
+    msg = err(capsys, ["import", str(unigram), out])
+    assert "unigram/tokenizer.json: not a BPE tokenizer.json (model type 'Unigram')" in msg, msg
+
+    words = copy_folder(exported, tmp_path / "words", skip=("tokenizer.json",))
+    english = Tokenizer(models.BPE(unk_token="[UNK]"))
+    english.train_from_iterator(["the cat sat on the mat"] * 5, trainers.BpeTrainer(
+        vocab_size=40, special_tokens=list(SPECIAL_TOKENS), show_progress=False))
+    english.save(str(words / "tokenizer.json"))
+    msg = err(capsys, ["import", str(words), out])
+    assert "words/tokenizer.json: token" in msg and "is not DNA" in msg, msg
+
+    msg = err(capsys, ["import", str(exported), out, "--stride", "1"])
+    assert "--stride is for k-mer vocabularies" in msg and "tokenizer.json is a BPE vocabulary" in msg, msg
+
+    config = json.loads((exported / "config.json").read_text())
+    for name, change, expect in [
+        ("vocab-size", {"vocab_size": 300}, "vocab_size is 300, but tokenizer.json has 256 tokens"),
+        ("mean", {"randommask": {**config["randommask"], "bases_per_token_mean": "many"}},
+         "randommask.bases_per_token_mean is 'many'"),
+    ]:
+        bad = copy_folder(exported, tmp_path / name, skip=("config.json",))
+        (bad / "config.json").write_text(json.dumps({**config, **change}))
+        msg = err(capsys, ["import", str(bad), out])
+        assert f"{name}/config.json" in msg and expect in msg, msg
+
+    bare = copy_folder(exported, tmp_path / "bare", skip=("tokenizer.json",))
+    assert "vocab.txt: not found" in err(capsys, ["import", str(bare), out])
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_reads_vocab_txt_beside_a_wordpiece_tokenizer_json(dnabert, tmp_path: Path) -> None:
+    """A k-mer folder saved by BertTokenizerFast also holds a WordPiece tokenizer.json: vocab.txt is read."""
+    from tokenizers import Tokenizer, models
+
+    folder, vocab = dnabert
+    both = copy_folder(folder, tmp_path / "both")
+    Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]")).save(
+        str(both / "tokenizer.json"))
+    out = tmp_path / "run"
+    hf.import_hf(both, out)
+    pre = ckpt.open_run(out)
+    assert pre.tokenizer.kind == "kmer" and pre.tokenizer.vocab == vocab

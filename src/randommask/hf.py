@@ -1,22 +1,33 @@
 """Hugging Face interoperability: ``randommask export`` and ``randommask import``.
 
 export: a run folder (pre-trained, fine-tuned or imported) becomes a folder that ``transformers`` loads
-with no custom code: ``config.json`` (a plain ``BertConfig``), ``model.safetensors``, ``vocab.txt``,
-``tokenizer_config.json`` / ``special_tokens_map.json`` for ``BertTokenizer`` (no lower-casing, no
-accent stripping, no CJK splitting, so that space-separated k-mers map to exactly our ids), and a
-model card ``README.md``. Our state-dict keys are HF's already (see `randommask.model`), so the
-weights need no renaming, only the tied decoder aliases left out as HF does on disk.
+with no custom code: ``config.json`` (a plain ``BertConfig``), ``model.safetensors``, the tokenizer's
+files, and a model card ``README.md``. Our state-dict keys are HF's already (see `randommask.model`), so
+the weights need no renaming, only the tied decoder aliases left out as HF does on disk. The tokenizer:
 
-import: the reverse, from a local ``BertForMaskedLM`` folder (DNABERT's layout: ``config.json``,
-``pytorch_model.bin`` or ``model.safetensors``, a ``vocab.txt`` of k-mers in its own order) into a run
-folder whose ``checkpoints/step-0.pt`` every later command opens with `checkpoint.open_run`.
-The vocabulary keeps its id order; k comes from the k-mers, the stride from ``--stride`` (default:
-what an export recorded, else 1, overlapping, as DNABERT).
+* k-mers: ``vocab.txt`` with ``tokenizer_config.json`` / ``special_tokens_map.json`` for ``BertTokenizer``
+  (no lower-casing, no accent stripping, no CJK splitting, so that space-separated k-mers map to exactly
+  our ids; the caller writes the k-mers, as DNABERT's users do);
+* BPE (DNABERT-2's tokenizer): the run's ``tokenizer.json`` for ``PreTrainedTokenizerFast``, changed in
+  two places so that raw DNA gives our ids with no help from randommask: a normalizer that reads the
+  input as `randommask.alphabet` does (lowercase as uppercase, U as T, every other IUPAC ambiguity code
+  as N), put before the file's own, and a post-processor that wraps ``[CLS] ... [SEP]`` with the file's
+  own ids of those tokens (randommask adds them itself, so the stored file need not say it). No
+  ``vocab.txt``: ``BertTokenizer`` would read one as WordPiece and give other ids.
+
+import: the reverse, from a local ``BertForMaskedLM`` folder into a run folder whose
+``checkpoints/step-0.pt`` every later command opens with `checkpoint.open_run`. The tokenizer comes from
+a BPE ``tokenizer.json`` when the folder has one (an export of a BPE run; DNABERT-2's format), else from
+a ``vocab.txt`` of k-mers in its own order (DNABERT's layout; a ``tokenizer.json`` of another model type
+beside it, as ``BertTokenizerFast`` saves, is left alone). Either keeps its id order. For k-mers, k
+comes from the k-mers, the stride from ``--stride`` (default: what an export recorded, else 1,
+overlapping, as DNABERT); for BPE, the compression an export recorded is kept.
 
 Both write into a temporary folder next to the output and rename it into place at the end, so a
 failure leaves no half-written folder (and, with ``--force``, the old folder intact).
 
-Nothing here imports ``transformers``: the files are written and read directly.
+Nothing here imports ``transformers``: the files are written and read directly (a BPE ``tokenizer.json``
+through `randommask.bpe`, which uses the ``tokenizers`` library that ``transformers`` itself uses).
 """
 
 from __future__ import annotations
@@ -31,6 +42,8 @@ from typing import Any
 import torch
 
 from randommask import checkpoint as ckpt
+from randommask.alphabet import BASES, CODE_TABLE, IUPAC_CODES
+from randommask.bpe import TOKENIZER_FILE
 from randommask.config import from_dict
 from randommask.errors import RandomMaskError
 from randommask.files import fsync_dir
@@ -43,7 +56,7 @@ from randommask.model import (
     load_hf_state_dict,
     num_parameters,
 )
-from randommask.tokenizers import SPECIAL_TOKENS, KmerTokenizer, Tokenizer
+from randommask.tokenizers import SPECIAL_TOKENS, BpeTokenizer, KmerTokenizer, Tokenizer
 
 __all__ = ["ExportConfig", "ImportConfig", "export_run", "import_hf"]
 
@@ -66,7 +79,7 @@ class ExportConfig:
     """Export a run folder to a Hugging Face transformers folder."""
 
     run: str = ""  # a randommask run folder
-    out: str = ""  # the transformers folder to write (config.json, model.safetensors, vocab.txt)
+    out: str = ""  # the transformers folder to write (config.json, model.safetensors, vocab.txt or tokenizer.json)
     checkpoint: str | None = None  # a checkpoint of the run, a path or a name like step-500.pt (default: latest)
     force: bool = False  # replace a non-empty output folder
 
@@ -75,9 +88,9 @@ class ExportConfig:
 class ImportConfig:
     """Import a Hugging Face BertForMaskedLM folder (e.g. DNABERT) as a randommask run folder."""
 
-    source: str = ""  # a transformers BertForMaskedLM folder (config.json, weights, vocab.txt)
+    source: str = ""  # a transformers BertForMaskedLM folder (config.json, weights, a BPE tokenizer.json or vocab.txt)
     out: str = ""  # the randommask run folder to write
-    stride: str | None = None  # 1 (overlapping, DNABERT) or k; default: as exported, else 1
+    stride: str | None = None  # k-mers only: 1 (overlapping, DNABERT) or k; default: as exported, else 1
     force: bool = False  # replace a non-empty output folder
 
 
@@ -156,9 +169,76 @@ def _id2label(state: dict, num_labels: int, path: Path) -> dict[int, str]:
     return out
 
 
+def _is_bpe(tokenizer: Tokenizer) -> bool:
+    return isinstance(tokenizer, BpeTokenizer)
+
+
+def _reading_rules() -> list[dict[str, Any]]:
+    """``Replace`` normalizers that read text as `randommask.alphabet` does: each IUPAC letter, in either
+    case, becomes the letter of its base code (``a`` -> ``A``, ``u`` -> ``T``, ``R`` -> ``N``). Derived
+    from ``CODE_TABLE``, so the exported tokenizer cannot drift from the package's one DNA reader."""
+    rules = []
+    for letter in IUPAC_CODES:
+        for char in dict.fromkeys((letter, letter.lower())):
+            target = BASES[CODE_TABLE[ord(char)]]
+            if char != target:
+                rules.append({"type": "Replace", "pattern": {"String": char}, "content": target})
+    return rules
+
+
+def _hf_tokenizer_json(tokenizer: BpeTokenizer) -> str:
+    """The run's ``tokenizer.json`` as `transformers` must read it to give our ids from raw DNA.
+
+    randommask reads the input (`randommask.tokens.code_matrix`) before the file's own normalizer and adds
+    ``[CLS]`` / ``[SEP]`` itself; a file on its own must do both: our reading rules go first (kept once on
+    a re-export), and the post-processor wraps with this vocabulary's ids of the two tokens (DNABERT-2's
+    order has [CLS] = 1, ours 2). Special tokens are matched before normalizing (a ``[MASK]`` typed into the
+    text stays one), and padding and truncation stored in the file are dropped: transformers sets them per
+    call, and randommask never used them.
+    """
+    data = json.loads(tokenizer.text)
+    rules, norm = _reading_rules(), data.get("normalizer")
+    first = norm.get("normalizers", []) if isinstance(norm, dict) and norm.get("type") == "Sequence" else []
+    if first[: len(rules)] != rules:
+        data["normalizer"] = {"type": "Sequence", "normalizers": [*rules, *([norm] if norm else [])]}
+
+    def special(name: str, type_id: int) -> dict:
+        return {"SpecialToken": {"id": name, "type_id": type_id}}
+
+    def seq(name: str, type_id: int) -> dict:
+        return {"Sequence": {"id": name, "type_id": type_id}}
+
+    cls, sep = SPECIAL_TOKENS[2], SPECIAL_TOKENS[3]
+    data["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [special(cls, 0), seq("A", 0), special(sep, 0)],
+        "pair": [special(cls, 0), seq("A", 0), special(sep, 0), seq("B", 1), special(sep, 1)],
+        "special_tokens": {cls: {"id": cls, "ids": [tokenizer.cls_id], "tokens": [cls]},
+                           sep: {"id": sep, "ids": [tokenizer.sep_id], "tokens": [sep]}},
+    }
+    for added in data.get("added_tokens") or []:
+        if added.get("special"):  # matched on the raw text: the reading rules would spell [MASK] as [NANN]
+            added["normalized"] = False
+    data["truncation"] = data["padding"] = None
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
 def _tokenizer_files(tokenizer: Tokenizer, max_len: int) -> dict[str, dict]:
     pad, unk, cls, sep, mask = SPECIAL_TOKENS
     specials = {"unk_token": unk, "sep_token": sep, "pad_token": pad, "cls_token": cls, "mask_token": mask}
+    if _is_bpe(tokenizer):
+        # tokenizer.json carries the whole pipeline; this names the special tokens (their ids are the file's)
+        # and the longest input, as transformers' own fast tokenizers save it.
+        config: dict[str, Any] = {
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": max_len,
+            "padding_side": "right",
+            "truncation_side": "right",  # randommask truncates from the 3' end too
+            "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
+            **specials,
+        }
+        return {"tokenizer_config.json": config, "special_tokens_map.json": specials}
     config = {
         "tokenizer_class": "BertTokenizer",
         "do_lower_case": False,
@@ -187,6 +267,9 @@ def _public_config(config: dict) -> dict:
     for key in ("out_dir", "init_from", "model", "run", "source"):
         if key in out:
             out[key] = _basename(out[key])
+    tok = out.get("tokenizer")
+    if isinstance(tok, str) and tok.startswith("bpe:"):  # bpe:PATH, a tokenizer.json or its folder
+        out["tokenizer"] = "bpe:" + Path(tok[4:]).name
     if isinstance(out.get("task"), str) and out["task"]:
         out["task"] = "/".join(Path(out["task"]).parts[-2:])  # a GUE task's name: group folder / task
     data = out.get("data")
@@ -210,12 +293,28 @@ def _masking_lines(config: dict) -> list[str]:
     return describe_lines(m)
 
 
-def _how_trained(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
-                 n_params: int, extra: dict) -> list[str]:
+def _bpe_widths(tokenizer: BpeTokenizer) -> tuple[int, int]:
+    """The shortest and longest ordinary token, in bases."""
+    widths = [len(tokenizer.vocab[i]) for i in tokenizer.kmer_ids]
+    return min(widths), max(widths)
+
+
+def _tokenizer_line(tokenizer: Tokenizer) -> str:
+    if _is_bpe(tokenizer):
+        lo, hi = _bpe_widths(tokenizer)
+        mean = tokenizer.bases_per_token_mean
+        return (f"- Tokenizer: `{tokenizer.name}`, byte-pair encoding (BPE, as DNABERT-2), {tokenizer.vocab_size} "
+                f"tokens ({len(tokenizer.kmer_ids)} DNA strings of {lo} to {hi} bases and 5 special tokens)"
+                + (f", {mean:.2f} bases per token on average" if mean > 0 else ""))
     k, s = tokenizer.bases_per_token, tokenizer.bases_between_tokens
     overlap = "overlapping" if s == 1 else "non-overlapping"
-    lines = [f"- Tokenizer: `{tokenizer.name}`, {overlap} {k}-mers (stride {s}), "
-             f"{tokenizer.vocab_size} tokens ({len(tokenizer.kmer_ids)} k-mers and 5 special tokens)",
+    return (f"- Tokenizer: `{tokenizer.name}`, {overlap} {k}-mers (stride {s}), "
+            f"{tokenizer.vocab_size} tokens ({len(tokenizer.kmer_ids)} k-mers and 5 special tokens)")
+
+
+def _how_trained(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
+                 n_params: int, extra: dict) -> list[str]:
+    lines = [_tokenizer_line(tokenizer),
              f"- Model: BERT encoder, {mconf.num_layers} layers, hidden size {mconf.hidden_size}, "
              f"{mconf.num_heads} heads, feed-forward {mconf.intermediate_size}, up to "
              f"{mconf.max_position_embeddings} tokens, {n_params / 1e6:.2f}M parameters"
@@ -256,26 +355,12 @@ def _how_trained(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf
     return lines
 
 
-def _model_card(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
-                n_params: int, id2label: dict[int, str] | None, extra: dict) -> str:
+def _kmer_input(tokenizer: Tokenizer, mconf: ModelConfig, auto: str) -> list[str]:
+    """The model card's "Input" section for k-mers: the caller spells the k-mers, BertTokenizer maps them."""
     k, s = tokenizer.bases_per_token, tokenizer.bases_between_tokens
     max_bases = tokenizer.bases_for_tokens(mconf.max_position_embeddings - 2)
-    classify = id2label is not None
-    auto = "AutoModelForSequenceClassification" if classify else "AutoModelForMaskedLM"
-    tags = ["dna", "genomics", "biology", "kmer", "randommask"]
-    head = ["---", "library_name: transformers", f"pipeline_tag: {'text-classification' if classify else 'fill-mask'}",
-            "tags:", *[f"- {t}" for t in tags], "---", ""]
-    title = "DNA sequence classifier" if classify else "DNA language model"
-    body = [f"# {title} ({tokenizer.name}, trained with randommask)", "",
-            f"A BERT-style {'classifier' if classify else 'masked language model'} of DNA over {k}-mer tokens, "
-            "trained with randommask and exported as a plain `transformers` "
-            f"`{'BertForSequenceClassification' if classify else 'BertForMaskedLM'}` (no custom code, no "
-            "`trust_remote_code`).", "", "## How it was trained", "",
-            *_how_trained(kind, config, step, tokenizer, mconf, n_params, extra), ""]
-    if classify:
-        body += ["Classes: " + ", ".join(f"{i} = `{name}`" for i, name in sorted(id2label.items())), ""]
     stride_arg = "1" if s == 1 else '"k"'
-    body += [
+    return [
         "## Input: from DNA to tokens", "",
         f"The model reads DNA as {'overlapping' if s == 1 else 'non-overlapping'} {k}-mers (one token starting "
         f"{'at every base' if s == 1 else f'every {s} bases'}), between `[CLS]` and `[SEP]`. A k-mer holding "
@@ -303,6 +388,66 @@ def _model_card(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf:
         "out = model(**inputs)",
         "```", "",
     ]
+
+
+def _bpe_input(tokenizer: BpeTokenizer, mconf: ModelConfig, auto: str) -> list[str]:
+    """The model card's "Input" section for BPE: ``tokenizer.json`` reads raw DNA, in transformers as here."""
+    lo, hi = _bpe_widths(tokenizer)
+    n_tokens = any("N" in tokenizer.vocab[i] for i in tokenizer.kmer_ids)
+    fit = f"At most {mconf.max_position_embeddings} tokens fit"
+    if tokenizer.bases_per_token_mean > 0:
+        fit += (f", about {tokenizer.bases_for_tokens(mconf.max_position_embeddings - 2)} bases (3/4 of what the "
+                "average compression gives, so that unusual DNA fits too)")
+    return [
+        "## Input: from DNA to tokens", "",
+        f"The model reads DNA as BPE tokens: non-overlapping strings of {lo} to {hi} bases (a frequent string is "
+        "one token, rare sequence is spelt in short pieces), between `[CLS]` and `[SEP]`. `tokenizer.json` reads "
+        "lowercase as uppercase, U as T and every IUPAC ambiguity code as N; "
+        + ("N is spelt by the tokens that hold it" if n_tokens else "each N is one `[UNK]`")
+        + f". {fit}. Special token ids: " + ", ".join(
+            f"`{t}` = {i}" for t, i in zip(SPECIAL_TOKENS, (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id,
+                                                             tokenizer.sep_id, tokenizer.mask_id), strict=True))
+        + ".", "",
+        "With randommask:", "", "```python", "import torch", f"from transformers import {auto}",
+        "from randommask.tokenizers import BpeTokenizer", "",
+        'MODEL = "path/to/this/folder"',
+        "tokenizer = BpeTokenizer.from_file(MODEL)  # its tokenizer.json",
+        f"model = {auto}.from_pretrained(MODEL).eval()",
+        'enc = tokenizer.encode("ACGTACGTTAGCCATG")',
+        "with torch.no_grad():",
+        "    out = model(input_ids=torch.from_numpy(enc.ids).long(),",
+        "                attention_mask=torch.from_numpy(enc.attention_mask))",
+        "```", "",
+        "Without randommask (the same ids, from the same `tokenizer.json`):", "",
+        "```python", f"from transformers import AutoTokenizer, {auto}", "",
+        'MODEL = "path/to/this/folder"',
+        "tokenizer = AutoTokenizer.from_pretrained(MODEL)",
+        f"model = {auto}.from_pretrained(MODEL)",
+        'inputs = tokenizer("ACGTACGTTAGCCATG", return_tensors="pt")',
+        "out = model(**inputs)",
+        "```", "",
+    ]
+
+
+def _model_card(kind: str, config: dict, step: int, tokenizer: Tokenizer, mconf: ModelConfig,
+                n_params: int, id2label: dict[int, str] | None, extra: dict) -> str:
+    bpe = _is_bpe(tokenizer)
+    classify = id2label is not None
+    auto = "AutoModelForSequenceClassification" if classify else "AutoModelForMaskedLM"
+    tags = ["dna", "genomics", "biology", "bpe" if bpe else "kmer", "randommask"]
+    head = ["---", "library_name: transformers", f"pipeline_tag: {'text-classification' if classify else 'fill-mask'}",
+            "tags:", *[f"- {t}" for t in tags], "---", ""]
+    title = "DNA sequence classifier" if classify else "DNA language model"
+    over = "BPE tokens (byte-pair encoding, as DNABERT-2)" if bpe else f"{tokenizer.bases_per_token}-mer tokens"
+    body = [f"# {title} ({tokenizer.name}, trained with randommask)", "",
+            f"A BERT-style {'classifier' if classify else 'masked language model'} of DNA over {over}, "
+            "trained with randommask and exported as a plain `transformers` "
+            f"`{'BertForSequenceClassification' if classify else 'BertForMaskedLM'}` (no custom code, no "
+            "`trust_remote_code`).", "", "## How it was trained", "",
+            *_how_trained(kind, config, step, tokenizer, mconf, n_params, extra), ""]
+    if classify:
+        body += ["Classes: " + ", ".join(f"{i} = `{name}`" for i, name in sorted(id2label.items())), ""]
+    body += _bpe_input(tokenizer, mconf, auto) if bpe else _kmer_input(tokenizer, mconf, auto)
     body += ["## Run config", "", "The effective config of the run (local paths cut to file names):", "",
              "```json", json.dumps(_public_config(config), indent=2, default=str), "```", ""]
     return "\n".join(head + body)
@@ -347,9 +492,14 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | None = None, 
         hf_config["id2label"] = {str(i): name for i, name in sorted(id2label.items())}
         hf_config["label2id"] = {name: i for i, name in sorted(id2label.items())}
     # What an import needs and HF has no field for (transformers keeps unknown keys as they are).
-    hf_config["randommask"] = {"tokenizer": tokenizer.name, "k": tokenizer.bases_per_token,
-                               "stride": tokenizer.bases_between_tokens, "kind": kind,
-                               "step": int(state.get("step", 0))}
+    if _is_bpe(tokenizer):  # the vocabulary is tokenizer.json; the compression sizes windows in bases
+        hf_config["randommask"] = {"tokenizer": tokenizer.name, "type": "bpe",
+                                   "bases_per_token_mean": tokenizer.bases_per_token_mean, "kind": kind,
+                                   "step": int(state.get("step", 0))}
+    else:
+        hf_config["randommask"] = {"tokenizer": tokenizer.name, "k": tokenizer.bases_per_token,
+                                   "stride": tokenizer.bases_between_tokens, "kind": kind,
+                                   "step": int(state.get("step", 0))}
     config = dict(state.get("config") or {})
     card = _model_card(kind, config, int(state.get("step", 0)), tokenizer, mconf, num_parameters(model), id2label,
                        state)
@@ -358,7 +508,10 @@ def export_run(run: str | Path, out: str | Path, checkpoint: str | None = None, 
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         shutil.copymode(tmp / "config.json", tmp / "model.safetensors")  # safetensors writes it owner-only
-        tokenizer.save_vocab(tmp / "vocab.txt")
+        if _is_bpe(tokenizer):
+            (tmp / TOKENIZER_FILE).write_text(_hf_tokenizer_json(tokenizer), encoding="utf-8")
+        else:
+            tokenizer.save_vocab(tmp / "vocab.txt")
         for name, content in _tokenizer_files(tokenizer, mconf.max_position_embeddings).items():
             (tmp / name).write_text(json.dumps(content, indent=2) + "\n")
         (tmp / "README.md").write_text(card)
@@ -420,7 +573,7 @@ def _load_weights(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     raise RandomMaskError(f"{folder}: no model weights; expected {' or '.join(WEIGHT_FILES[::2])}{hint}")
 
 
-def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: Tokenizer) -> ModelConfig:
+def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: Tokenizer, vocab_file: str = "vocab.txt") -> ModelConfig:
     model_type = cfg.get("model_type")
     archs = cfg.get("architectures") or []
     if model_type is None and not (archs and all(str(a).startswith("Bert") for a in archs)):
@@ -438,7 +591,7 @@ def _hf_model_config(cfg_path: Path, cfg: dict, tokenizer: Tokenizer) -> ModelCo
     if v.get("is_decoder") or v.get("add_cross_attention"):
         raise RandomMaskError(f"{cfg_path}: a decoder BERT (is_decoder / add_cross_attention) is not supported")
     if v["vocab_size"] != tokenizer.vocab_size:
-        raise RandomMaskError(f"{cfg_path}: vocab_size is {v['vocab_size']}, but vocab.txt has "
+        raise RandomMaskError(f"{cfg_path}: vocab_size is {v['vocab_size']}, but {vocab_file} has "
                               f"{tokenizer.vocab_size} tokens")
     num_labels = len(v["id2label"]) if isinstance(v.get("id2label"), dict) else int(v.get("num_labels", 2))
     try:
@@ -465,6 +618,45 @@ def _stride(value: Any, k: int, recorded: Any) -> int:
     raise RandomMaskError(f"--stride must be 1 (overlapping) or k (non-overlapping, here {k}), got {value!r}")
 
 
+def _bpe_mean(cfg_path: Path, recorded: dict) -> float:
+    """The compression an export recorded (0: none), so that an imported BPE run sizes windows as before."""
+    if recorded.get("type") != "bpe" or recorded.get("bases_per_token_mean") is None:
+        return 0.0
+    value = recorded["bases_per_token_mean"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise RandomMaskError(f"{cfg_path}: randommask.bases_per_token_mean is {value!r}, not a number of bases "
+                              "(0 or more)")
+    return float(value)
+
+
+def _hf_tokenizer(folder: Path, stride: Any, cfg_path: Path, recorded: dict) -> tuple[Tokenizer, str]:
+    """The folder's tokenizer and the file it came from: a BPE ``tokenizer.json`` if there is one (an export
+    of a BPE run, DNABERT-2's format), else the k-mer ``vocab.txt`` (DNABERT's format).
+
+    A ``tokenizer.json`` of another model type beside a ``vocab.txt`` is what ``BertTokenizerFast`` saves
+    for a k-mer model: the vocab.txt is read. Alone, or unreadable, it is an error naming it.
+    """
+    json_path, vocab_path = folder / TOKENIZER_FILE, folder / "vocab.txt"
+    if json_path.is_file():
+        model = _read_json(json_path).get("model")
+        model_type = model.get("type") if isinstance(model, dict) else None
+        if model_type == "BPE" or not vocab_path.is_file():
+            tokenizer = BpeTokenizer.from_file(json_path)  # a foreign file fails here, naming itself
+            if stride is not None:
+                raise RandomMaskError(f"--stride is for k-mer vocabularies; {json_path} is a BPE vocabulary, "
+                                      "whose tokens do not overlap")
+            if tokenizer.bases_per_token_mean <= 0:
+                tokenizer = BpeTokenizer(tokenizer.text, _bpe_mean(cfg_path, recorded), source=str(json_path))
+            return tokenizer, TOKENIZER_FILE
+    if not vocab_path.is_file():
+        raise RandomMaskError(f"{vocab_path}: not found; randommask import needs the k-mer vocabulary (or a BPE "
+                              f"{TOKENIZER_FILE})")
+    # A BERT vocab.txt of k-mers (DNABERT's format): k and the id order, or a clear error.
+    probe = KmerTokenizer.from_vocab_file(vocab_path)
+    k = probe.bases_per_token
+    return probe.with_params(stride=_stride(stride, k, recorded.get("stride"))), "vocab.txt"
+
+
 def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bool = False) -> Path:
     """Write ``out``, a randommask run folder holding the weights of a transformers BertForMaskedLM folder."""
     folder, out = Path(source), Path(out)
@@ -474,14 +666,8 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
     cfg_path = folder / "config.json"
     hf_cfg = _read_json(cfg_path)
     recorded = hf_cfg.get("randommask") if isinstance(hf_cfg.get("randommask"), dict) else {}
-    vocab_path = folder / "vocab.txt"
-    if not vocab_path.is_file():
-        raise RandomMaskError(f"{vocab_path}: not found; randommask import needs the k-mer vocabulary")
-    # A BERT vocab.txt of k-mers (DNABERT's format): k and the id order, or a clear error.
-    probe = KmerTokenizer.from_vocab_file(vocab_path)
-    k = probe.bases_per_token
-    tokenizer = probe.with_params(stride=_stride(stride, k, recorded.get("stride")))
-    mconf = _hf_model_config(cfg_path, hf_cfg, tokenizer)
+    tokenizer, vocab_file = _hf_tokenizer(folder, stride, cfg_path, recorded)
+    mconf = _hf_model_config(cfg_path, hf_cfg, tokenizer, vocab_file)
     weights_path, raw = _load_weights(folder)
 
     emb = [key for key in raw if key.endswith("embeddings.word_embeddings.weight")]
@@ -489,7 +675,7 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
         raise RandomMaskError(f"{weights_path}: no embeddings.word_embeddings.weight; not BERT weights")
     rows = raw[emb[0]].shape[0]
     if rows != tokenizer.vocab_size:
-        raise RandomMaskError(f"{weights_path}: word embeddings have {rows} rows, but vocab.txt has "
+        raise RandomMaskError(f"{weights_path}: word embeddings have {rows} rows, but {vocab_file} has "
                               f"{tokenizer.vocab_size} tokens")
     if not any(key.startswith("cls.predictions.") for key in raw):
         raise RandomMaskError(f"{weights_path}: no masked-LM head (cls.predictions.*); randommask import takes a "
@@ -501,8 +687,9 @@ def import_hf(source: str | Path, out: str | Path, stride: Any = None, force: bo
     except RandomMaskError as e:
         raise RandomMaskError(f"{weights_path}: {e}") from None
 
+    reading = {"tokenizer_file": vocab_file} if _is_bpe(tokenizer) else {"stride": tokenizer.bases_between_tokens}
     config = {"kind": "import", "source": str(folder.resolve()), "weights": weights_path.name,
-              "tokenizer": tokenizer.name, "stride": tokenizer.bases_between_tokens, "hf_config": hf_cfg}
+              "tokenizer": tokenizer.name, **reading, "hf_config": hf_cfg}
     state = {"step": 0, "model": model.state_dict(), "model_config": mconf.to_dict(),
              "tokenizer": tokenizer.spec, "vocab": list(tokenizer.vocab), "config": config, "kind": "import"}
 
