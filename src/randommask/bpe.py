@@ -111,6 +111,9 @@ class BpeTokenizer:
         # Our input is already upper-case A, C, G, T, N (`code_matrix` reads it): the file's normalizer (a
         # lowercase -> uppercase map, for transformers users) would only cost time (a fifth, measured).
         self._tok.normalizer = None
+        # A file saved with padding or truncation switched on would pad or cut our rows its own way.
+        self._tok.no_padding()
+        self._tok.no_truncation()
         missing = [t for t in SPECIAL_TOKENS if t not in vocab]
         if missing:
             raise RandomMaskError(f"{source}: the vocabulary lacks the special token(s) {', '.join(missing)}; "

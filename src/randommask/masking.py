@@ -16,7 +16,7 @@ Three strategies, each a pure function of (token ids, special-token positions, r
   k+8), and the centre probability is solved for so that the expected fraction of masked tokens stays
   at the target (15%). Every number is a `MaskingConfig` field.
 
-All strategies then apply BERT's 80/10/10 rule to the chosen tokens (80% [MASK], 10% a random k-mer,
+All strategies then apply BERT's 80/10/10 rule to the chosen tokens (80% [MASK], 10% a random ordinary token,
 10% unchanged). Special tokens and padding are never masked; spans are clipped at the sequence ends;
 labels are -100 except at masked positions. Everything is vectorized over the batch: the only Python
 loops run over the (at most a few) span offsets, never over tokens.
@@ -140,7 +140,7 @@ def register(cls: type[Strategy]) -> type[Strategy]:
 
 
 def _split(config: MaskingConfig) -> str:
-    return (f"{config.mask_token_frac:.0%} [MASK], {config.random_token_frac:.0%} random k-mer, "
+    return (f"{config.mask_token_frac:.0%} [MASK], {config.random_token_frac:.0%} random token, "
             f"{1 - config.mask_token_frac - config.random_token_frac:.0%} unchanged")
 
 
