@@ -196,3 +196,15 @@ def test_gpu_script_smoke_runs_on_cpu(tmp_path) -> None:
                                                        "PYTHON": sys.executable})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "| training, ours / transformers" in done.stdout
+
+
+def test_tokenize_benchmark_smoke_runs(tmp_path) -> None:
+    """`bench/tokenize_throughput.py --smoke` on the committed excerpt: every figure present and positive."""
+    out = tmp_path / "t.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "tokenize_throughput.py"), "--smoke", "--fasta",
+                           str(GENOME), "--threads", "1", "--json", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = __import__("json").loads(out.read_text())
+    assert all(figures["tokenize"][k] > 0 for k in ("kmer6", "bpe", "bpe library alone"))
+    assert set(figures["data_path"]) == {"kmer6", "bpe"} and set(figures["consumption"]) == {"tiny", "small"}
