@@ -18,6 +18,7 @@ from randommask.analysis.measures import (
     kmer_labels,
     relative_change,
     silhouettes,
+    token_width,
     top_k_share,
 )
 from realdata import GENOME
@@ -147,6 +148,11 @@ def test_silhouettes_of_planted_clusters_and_shuffled_labels():
     # Above max_points a fixed subset is scored: the same answer for planted clusters, reproducibly.
     sub = silhouettes(emb, {"planted": labels.tolist()}, max_points=100, seed=3)["planted"]
     assert sub > 0.9 and sub == silhouettes(emb, {"planted": labels.tolist()}, max_points=100, seed=3)["planted"]
+
+
+def test_token_width_tells_kmers_from_bpe():
+    assert token_width(["ACGTAC", "TTGCAA"]) == 6 and token_width(["A", "C", "G", "T"]) == 1
+    assert token_width(["A", "AC", "GATTACA"]) is None  # BPE: no central or last nucleotide in a fixed place
 
 
 def test_small_measures():

@@ -47,6 +47,12 @@ def _library() -> Any:
     return tokenizers
 
 
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message (the Rust library's can run to several), or its class."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else e.__class__.__name__
+
+
 def vocab_floor() -> int:
     """The smallest vocabulary: the special tokens and the four bases."""
     return len(SPECIAL_TOKENS) + 4
@@ -94,19 +100,30 @@ class BpeTokenizer:
         self.text, self.source = text, source
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RandomMaskError(f"{source}: not a tokenizer.json (invalid JSON: {e.msg if hasattr(e, 'msg') else e}"
-                                  f"{f', line {e.lineno}' if hasattr(e, 'lineno') else ''})") from None
+        except json.JSONDecodeError as e:
+            raise RandomMaskError(f"{source}: not a tokenizer.json (invalid JSON: {e.msg}, line {e.lineno})") from None
+        except RecursionError:  # json's parser recurses once per nesting level
+            raise RandomMaskError(f"{source}: not a tokenizer.json (JSON nested too deeply)") from None
         model = data.get("model") if isinstance(data, dict) else None
         if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
             kind = model.get("type") if isinstance(model, dict) else None
             raise RandomMaskError(f"{source}: not a BPE tokenizer.json (model type {kind!r}); randommask reads "
                                   "BPE vocabularies such as DNABERT-2's")
+        if model.get("dropout") not in (None, 0, 0.0):
+            # With dropout the library skips merges at random: the same DNA would give other tokens each time.
+            raise RandomMaskError(f"{source}: the BPE model has dropout {model.get('dropout')!r}, which makes "
+                                  "tokenization random; set \"dropout\" to null")
         try:
             self._tok = _library().Tokenizer.from_str(text)
+            # A file may ask the library to truncate or pad; the package does both itself, counting what it cuts.
+            self._tok.no_truncation()
+            self._tok.no_padding()
         except Exception as e:  # the Rust library's parse errors carry no class of their own
-            raise RandomMaskError(f"{source}: the tokenizers library cannot read it ({str(e).splitlines()[0]})"
-                                  ) from None
+            raise RandomMaskError(f"{source}: the tokenizers library cannot read it ({_first_line(e)})") from None
+        except BaseException as e:  # a panic in the Rust library (pyo3's PanicException is a BaseException)
+            if isinstance(e, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            raise RandomMaskError(f"{source}: the tokenizers library cannot read it ({_first_line(e)})") from None
         vocab = self._tok.get_vocab(with_added_tokens=True)
         # Our input is already upper-case A, C, G, T, N (`code_matrix` reads it): the file's normalizer (a
         # lowercase -> uppercase map, for transformers users) would only cost time (a fifth, measured).
@@ -121,12 +138,16 @@ class BpeTokenizer:
         size = self._tok.get_vocab_size(with_added_tokens=True)
         by_id = {i: t for t, i in vocab.items()}
         if sorted(by_id) != list(range(size)):
-            raise RandomMaskError(f"{source}: token ids are not 0..{size - 1} without gaps")
+            gap = next((i for i in range(size) if i not in by_id), None)
+            where = f"no token has id {gap}" if gap is not None else f"ids run past {size - 1}"
+            raise RandomMaskError(f"{source}: token ids are not 0..{size - 1} without gaps ({where})")
         self.vocab: list[str] = [by_id[i] for i in range(size)]
         foreign = next((t for t in self.vocab if t not in SPECIAL_TOKENS and not set(t) <= DNA_LETTERS), None)
         if foreign is not None:
             raise RandomMaskError(f"{source}: token {foreign!r} is not DNA (letters A, C, G, T, N); not a DNA BPE "
                                   "vocabulary")
+        if "" in self.vocab:
+            raise RandomMaskError(f"{source}: the vocabulary holds an empty token (id {self.vocab.index('')})")
         if not {"A", "C", "G", "T"} <= set(vocab):
             raise RandomMaskError(f"{source}: the vocabulary lacks a single-base token (A, C, G and T are needed "
                                   "so that every sequence can be spelt)")
@@ -135,6 +156,32 @@ class BpeTokenizer:
         self._ordinary = np.array([i for i in range(size) if i not in set(self.special_ids.tolist())], np.int32)
         self._width = np.array([0 if t in SPECIAL_TOKENS else len(t) for t in self.vocab], dtype=np.int64)
         self.bases_per_token_mean = float(bases_per_token_mean)
+        self._check_spelling()
+
+    def _check_spelling(self) -> None:
+        """Refuse a file whose settings make the library spell DNA otherwise than base by base: a normalizer
+        or pre-tokenizer that changes letters or adds some (lowercasing, byte-level prefix spaces), no
+        unknown token (N would vanish), or fused unknowns (NN as one [UNK]). Each would pass the checks
+        on the vocabulary and then lose or shift bases silently."""
+        probe = "ACGTNNGATTACANTTTTCCCCGGGGAAAA"
+        try:
+            enc = self.encode_batch([probe])
+        except RandomMaskError:
+            raise
+        except BaseException as e:  # the library failing on its own settings (a panic is a BaseException)
+            if isinstance(e, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            raise RandomMaskError(f"{self.source}: the tokenizers library cannot encode DNA with it "
+                                  f"({_first_line(e)})") from None
+        n = int(enc.lengths[0])
+        spans = enc.spans[0, 1 : n + 1]
+        spelt = self.decode(enc.ids[0])
+        contiguous = n > 0 and spans[0, 0] == 0 and spans[-1, 1] == len(probe) and bool(
+            np.all(spans[1:, 0] == spans[:-1, 1]))
+        if spelt != probe or not contiguous:
+            raise RandomMaskError(f"{self.source}: its settings do not spell DNA base by base ({probe} is read as "
+                                  f"{spelt or 'nothing'}); check its normalizer, pre_tokenizer and the model's "
+                                  "unk_token ([UNK]) and fuse_unk (false)")
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -154,16 +201,21 @@ class BpeTokenizer:
         except FileNotFoundError:
             raise RandomMaskError(f"{file}: tokenizer file not found (bpe:PATH names a tokenizer.json or a folder "
                                   "with one)") from None
-        except (UnicodeDecodeError, OSError) as e:
-            raise RandomMaskError(f"{file}: cannot read the tokenizer ({e.__class__.__name__})") from None
+        except UnicodeDecodeError as e:
+            raise RandomMaskError(f"{file}: not a tokenizer.json (not UTF-8 text: byte {e.start} is "
+                                  f"0x{e.object[e.start]:02x}; a binary file?)") from None
+        except OSError as e:
+            raise RandomMaskError(f"{file}: cannot read the tokenizer ({e.strerror or e.__class__.__name__})") from None
         mean = 0.0
         report = file.parent / REPORT_FILE
         if report.is_file():
             try:
                 mean = float(json.loads(report.read_text()).get("heldout", {}).get("bases_per_token", 0.0))
-            except (ValueError, AttributeError, TypeError):
-                raise RandomMaskError(f"{report}: not a tokenizer report (delete it to measure the compression "
-                                      "again)") from None
+            except (ValueError, AttributeError, TypeError, RecursionError, OSError):
+                mean = math.nan
+            if not (math.isfinite(mean) and mean >= 0):
+                raise RandomMaskError(f"{report}: not a tokenizer report (no held-out bases per token; delete it "
+                                      "to measure the compression again)") from None
         return cls(text, mean, source=str(file))
 
     @classmethod
@@ -293,6 +345,9 @@ class BpeTokenizer:
         """The DNA a row of ids spells; [UNK] and [MASK] read as one N each, other specials are skipped."""
         out = []
         for i in np.asarray(ids, dtype=np.int64).tolist():
+            if not 0 <= i < len(self.vocab):
+                raise RandomMaskError(f"token id {i} is outside the vocabulary of {self.source} "
+                                      f"(0..{len(self.vocab) - 1})")
             if i in (self.unk_id, self.mask_id):
                 out.append("N")
             elif i not in (self.pad_id, self.cls_id, self.sep_id):

@@ -12,10 +12,12 @@ the splits, for smoke runs only: results.json records it and such numbers mean n
 Inputs are tokenized with the model's own tokenizer. ``tokenizer_stride`` switches between
 overlapping (1) and non-overlapping (k) k-mers at fine-tuning time: the vocabulary is the same for a
 given k, so a model pre-trained with one can be fine-tuned with the other (the RandomMask paper's
-first finding compares exactly that). The maximum input length is the task's sequence length in
-tokens (``max_length_nt`` of its group; the longest sequence for tasks outside GUE's groups), capped at
-the model's position embeddings; longer inputs are truncated from the 3' end and counted in
-results.json.
+first finding compares exactly that); a BPE vocabulary has no stride, and giving one is an error. The
+maximum input length is the task's sequence length in tokens (``max_length_nt`` of its group; the
+longest sequence for tasks outside GUE's groups), capped at the model's position embeddings; longer
+inputs are truncated from the 3' end and counted in results.json. For BPE, whose token count depends
+on the bases, that length is the bound of one token a base; truncation is counted by encoding every
+sequence, and results.json records the longest input actually given (``longest_input``).
 
 ``from_scratch`` is the no-pre-training baseline: the same architecture, randomly initialised (taken
 from ``model`` when a run folder is given, else from ``tokenizer`` and ``preset``).
@@ -203,7 +205,7 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
     """Open the model folder (or build the from-scratch architecture) once."""
     if s.model:
         pre = ckpt.open_run(s.model)
-        tok = pre.tokenizer.with_params(stride=s.tokenizer_stride)
+        tok = _with_stride(pre.tokenizer, s.tokenizer_stride, f"{s.model} was pre-trained with {pre.tokenizer.name}")
         source = {"run": str(Path(s.model).resolve()), "checkpoint": pre.checkpoint.name, "step": pre.step,
                   "kind": pre.kind, "from_scratch": s.from_scratch,
                   "masking": (pre.config.get("masking") or {}).get("strategy")}
@@ -218,11 +220,20 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
         return ModelSpec(tokenizer=tok, config=ModelConfig.from_dict(pre.model_config),
                          state=None if s.from_scratch else pre.model_state, source=source,
                          pretrain_max_tokens=None if s.from_scratch else max_tokens)
-    tok = from_name(s.tokenizer or "kmer6").with_params(stride=s.tokenizer_stride)
+    base = from_name(s.tokenizer or "kmer6")
+    tok = _with_stride(base, s.tokenizer_stride, f"the tokenizer is {base.name}")
     preset = s.preset or "tiny"
     source = {"run": None, "from_scratch": True, "preset": preset, "tokenizer": tok.name}
     return ModelSpec(tokenizer=tok, config=model_config(preset, tok.vocab_size, pad_token_id=tok.pad_id), state=None,
                      source=source)
+
+
+def _with_stride(tok: Tokenizer, stride: int | None, what: str) -> Tokenizer:
+    """The tokenizer read with ``stride``; a stride it cannot take (any, for BPE) is one line naming the option."""
+    try:
+        return tok.with_params(stride=stride)
+    except RandomMaskError as e:
+        raise RandomMaskError(f"--tokenizer-stride {stride}: {what}; {e}") from None
 
 
 def build_classifier(spec: ModelSpec, num_labels: int, seed: int,
@@ -441,6 +452,10 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
     dev_enc = cache.encode(tok, dev, max_len)
     select = subsample(dev, cfg.select_dev_examples, cfg.seed, 4)
     select_enc = cache.encode(tok, select, max_len)
+    test_enc = cache.encode(tok, test, max_len)
+    # The longest input actually given, [CLS] and [SEP] included: max_len is an upper bound for BPE, whose
+    # token count is known only once encoded.
+    longest = max(e.ids.shape[1] for e in (train_enc, dev_enc, test_enc))
 
     out = Path(cfg.out_dir or f"runs/finetune/{_task_slug(task.name)}-seed{cfg.seed}")
     prepare_run_dir(out, cfg.model)
@@ -465,9 +480,9 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
     if any(truncated.values()):
         print(f"  note: sequences longer than {max_len} tokens are truncated: " +
               ", ".join(f"{n} of {sizes[k]} {k}" for k, n in truncated.items()), flush=True)
-    if spec.pretrain_max_tokens and max_len > spec.pretrain_max_tokens:
+    if spec.pretrain_max_tokens and longest > spec.pretrain_max_tokens:
         print(f"  note: the model was pre-trained on {spec.pretrain_max_tokens}-token windows; positions "
-              f"{spec.pretrain_max_tokens}..{max_len - 1} start untrained", flush=True)
+              f"{spec.pretrain_max_tokens}..{longest - 1} start untrained", flush=True)
 
     bar = None
     if cfg.progress:
@@ -527,7 +542,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
     best_selection = best_dev
     if len(select) != len(dev):
         best_dev = score_encoded(model, dev_enc, cfg.eval_batch_size, device, autocast)
-    test_m = score_encoded(model, cache.encode(tok, test, max_len), cfg.eval_batch_size, device, autocast)
+    test_m = score_encoded(model, test_enc, cfg.eval_batch_size, device, autocast)
     labels_list = list(range(task.num_classes))
     checkpoint_name = None
     if cfg.save_model:
@@ -543,6 +558,7 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
         "protocol": task.protocol, "seed": cfg.seed, "model": spec.source,
         "tokenizer": tok.spec,
         "sizes": sizes, "full_sizes": full_sizes, "subsampled": subsampled, "truncated": truncated,
+        "longest_input": longest,
         "hparams": plan, "best": {"step": best_step, "dev": best_dev, "dev_selection": best_selection,
                                   "selection_rows": len(select)},
         "stopped_at": stopped_at, "steps_run": step, "test": test_m,

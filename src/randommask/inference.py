@@ -22,7 +22,11 @@ training length for predict, the model's position count for embed) are handled b
   averaged over windows ([CLS]), probabilities are averaged over windows.
 
 Either way the command reports how many sequences were longer than the maximum; nothing is cut
-silently. Both commands run in batches on CPU or GPU (bf16 autocast on CUDA) with a progress bar.
+silently. Windows are cut in bases (``bases_for_tokens``): exact for k-mers, while a BPE vocabulary's
+tokens vary in width, so a window of unusually incompressible DNA can still give more tokens than the
+maximum. Such a window is encoded up to the maximum (its 3' end cut), counted in the report line, and
+its sequence is marked truncated unless another window reads the bases it lost. Both commands run in
+batches on CPU or GPU (bf16 autocast on CUDA) with a progress bar.
 """
 
 from __future__ import annotations
@@ -201,6 +205,8 @@ class WindowPlan:
     record/start/end: per window, the sequence index and the half-open base range.
     windows: per sequence, how many windows; too_long: per sequence, longer than one input holds.
     window_nt: the most bases one input holds.
+    read_end: per window, where the bases its tokens cover end, once encoded (`_run_windows` sets it):
+        ``end`` unless the window gave more tokens than the maximum (BPE) and lost its 3' end; None before.
     """
 
     record: np.ndarray
@@ -210,11 +216,34 @@ class WindowPlan:
     too_long: np.ndarray
     window_nt: int
     overlap: int
+    read_end: np.ndarray | None = None
+
+    @property
+    def overflowed(self) -> np.ndarray:
+        """Per window: encoding cut its 3' end (more tokens than the maximum)."""
+        return np.zeros(self.record.shape[0], bool) if self.read_end is None else self.read_end < self.end
 
     @property
     def truncated(self) -> np.ndarray:
-        """Sequences of which some bases were never read (--long truncate)."""
-        return self.too_long & (self.windows == 1)
+        """Sequences of which some bases were never read: cut by --long truncate, or by a window's encoding
+        when no other window read the bases it lost."""
+        cut = self.too_long & (self.windows == 1)
+        over = self.overflowed
+        if not over.any():
+            return cut
+        assert self.read_end is not None
+        lengths = np.zeros(self.windows.shape[0], np.int64)
+        np.maximum.at(lengths, self.record, self.end)
+        for r in np.unique(self.record[over]).tolist():
+            sel = np.flatnonzero(self.record == r)
+            order = sel[np.argsort(self.start[sel], kind="stable")]
+            covered = 0  # bases 0..covered-1 read so far, windows taken by their starts
+            for w in order.tolist():
+                if self.start[w] > covered:
+                    break
+                covered = max(covered, int(self.read_end[w]))
+            cut[r] |= covered < lengths[r]
+        return cut
 
 
 def plan_windows(lengths: np.ndarray, tokenizer: Tokenizer, max_length: int, long: str,
@@ -248,8 +277,12 @@ def plan_windows(lengths: np.ndarray, tokenizer: Tokenizer, max_length: int, lon
 def _run_windows(seqs: Sequences, plan: WindowPlan, tok: Tokenizer, max_length: int, batch_size: int,
                  device: torch.device, progress: bool, desc: str,
                  fn: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
-    """Weighted mean per sequence of ``fn``'s per-window values: fn(ids, mask) -> (values [B, D], weights [B])."""
+    """Weighted mean per sequence of ``fn``'s per-window values: fn(ids, mask) -> (values [B, D], weights [B]).
+
+    Sets ``plan.read_end``: a window whose tokens exceed ``max_length`` (BPE, incompressible DNA) is
+    encoded up to it, and where its tokens then end in bases is recorded, so the cut is reported."""
     n_win = plan.record.shape[0]
+    plan.read_end = plan.end.copy()
     sums: np.ndarray | None = None
     weights = np.zeros(len(seqs.codes), dtype=np.float64)
     bar = None
@@ -263,7 +296,11 @@ def _run_windows(seqs: Sequences, plan: WindowPlan, tok: Tokenizer, max_length: 
             sl = slice(b, min(b + batch_size, n_win))
             rec = plan.record[sl]
             parts = [seqs.codes[r][s:e] for r, s, e in zip(rec, plan.start[sl], plan.end[sl], strict=True)]
-            enc = tok.encode_batch(parts, max_length=max_length, truncation=True)
+            enc = tok.encode_batch(parts)
+            if int(enc.lengths.max(initial=0)) + 2 > max_length:  # never for k-mers: windows are cut to fit
+                over = np.flatnonzero(enc.lengths + 2 > max_length)
+                enc = tok.encode_batch(parts, max_length=max_length, truncation=True)
+                plan.read_end[sl.start + over] = plan.start[sl.start + over] + enc.spans[over, max_length - 2, 1]
             ids = torch.from_numpy(enc.ids).to(device).long()
             mask = torch.from_numpy(enc.attention_mask).to(device)
             with autocast():
@@ -282,15 +319,36 @@ def _run_windows(seqs: Sequences, plan: WindowPlan, tok: Tokenizer, max_length: 
     return sums / weights[:, None]
 
 
-def _report_long(plan: WindowPlan, max_length: int, long: str) -> str | None:
+def _report_long(plan: WindowPlan, max_length: int, long: str) -> list[str]:
+    """The note lines on long sequences and on windows cut by their encoding (none when all was read)."""
+    notes = []
     n_long, n = int(plan.too_long.sum()), plan.too_long.shape[0]
-    if not n_long:
-        return None
-    head = f"{n_long} of {n} sequences are longer than the model's maximum of {max_length} tokens ({plan.window_nt} nt)"
-    if long == "truncate":
-        return f"{head}: read only their first {plan.window_nt} nt (--long windows to read them whole)"
-    return (f"{head}: read whole in {int(plan.windows[plan.too_long].sum())} windows of {plan.window_nt} nt "
-            f"overlapping by {plan.overlap} nt")
+    if n_long:
+        head = (f"{n_long} of {n} sequences are longer than the model's maximum of {max_length} tokens "
+                f"({plan.window_nt} nt)")
+        if long == "truncate":
+            notes.append(f"{head}: read only their first {plan.window_nt} nt (--long windows to read them whole)")
+        else:
+            notes.append(f"{head}: read whole in {int(plan.windows[plan.too_long].sum())} windows of "
+                         f"{plan.window_nt} nt overlapping by {plan.overlap} nt")
+    over = plan.overflowed
+    if over.any():
+        assert plan.read_end is not None
+        lost = np.unique(plan.record[over])
+        notes.append(f"{int(over.sum())} window(s) of {lost.size} sequence(s) gave more than {max_length} tokens "
+                     f"(DNA the vocabulary compresses less than usual): encoded up to the maximum, "
+                     f"{int((plan.end - plan.read_end)[over].sum())} bases cut from their 3' ends; "
+                     f"{int(plan.truncated[lost].sum())} of these sequences have bases no window read "
+                     "(marked truncated)")
+    return notes
+
+
+def _with_stride(tok: Tokenizer, stride: int | None, what: str) -> Tokenizer:
+    """The tokenizer read with ``stride``; a stride it cannot take (any, for BPE) is one line naming the option."""
+    try:
+        return tok.with_params(stride=stride)
+    except RandomMaskError as e:
+        raise RandomMaskError(f"--tokenizer-stride {stride}: {what}; {e}") from None
 
 
 def _max_length(opt: InferenceOptions, default: int, positions: int) -> int:
@@ -319,7 +377,7 @@ def predict(cfg: PredictConfig) -> dict:
         raise RandomMaskError(f"{pre.checkpoint}: not a fine-tuned classifier (a pre-trained run?); fine-tune it "
                               "with `randommask finetune`, or use `randommask embed`")
     mconf = ModelConfig.from_dict(pre.model_config)
-    tok = pre.tokenizer.with_params(stride=cfg.tokenizer_stride)
+    tok = _with_stride(pre.tokenizer, cfg.tokenizer_stride, f"{pre.path} reads with {pre.tokenizer.name}")
     max_length = _max_length(cfg, int(state.get("max_length") or mconf.max_position_embeddings),
                              mconf.max_position_embeddings)
     seqs = read_sequences(cfg.input)
@@ -341,20 +399,21 @@ def predict(cfg: PredictConfig) -> dict:
     classes = [str(c) for c in state.get("labels") or range(probs.shape[1])]
     w.writerow(["id", *(["label"] if seqs.labels is not None else []), "predicted_label",
                 *(f"prob_{c}" for c in classes), "length", "windows", "truncated"])
+    truncated = plan.truncated
     for i in range(len(seqs.ids)):
         w.writerow([seqs.ids[i], *([seqs.labels[i]] if seqs.labels is not None else []), classes[pred[i]],
                     *(f"{p:.6f}" for p in probs[i]), int(seqs.lengths[i]), int(plan.windows[i]),
-                    int(plan.truncated[i])])
+                    int(truncated[i])])
     atomic_write_text(out, buf.getvalue())
     summary: dict = {"out": str(out), "n": len(seqs.ids), "too_long": int(plan.too_long.sum()),
-                     "truncated": int(plan.truncated.sum()), "max_length": max_length}
+                     "truncated": int(truncated.sum()), "overflowed_windows": int(plan.overflowed.sum()),
+                     "max_length": max_length}
     msg = f"predicted {len(seqs.ids)} sequences with {pre.path} ({state.get('task', 'task unknown')}) -> {out}"
     if seqs.labels is not None and all(_is_int(x) for x in seqs.labels):
         summary["metrics"] = classification_metrics(np.array([int(x) for x in seqs.labels]), pred)
         msg += "; against the label column: " + ", ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items())
     print(msg)
-    note = _report_long(plan, max_length, cfg.long)
-    if note:
+    for note in _report_long(plan, max_length, cfg.long):
         print(f"note: {note}")
     return summary
 
@@ -369,7 +428,7 @@ def embed(cfg: EmbedConfig) -> dict:
     cfg.validate()
     pre = open_run(cfg.model)
     mconf = ModelConfig.from_dict(pre.model_config)
-    tok = pre.tokenizer.with_params(stride=cfg.tokenizer_stride)
+    tok = _with_stride(pre.tokenizer, cfg.tokenizer_stride, f"{pre.path} reads with {pre.tokenizer.name}")
     if not -(mconf.num_layers + 1) <= cfg.layer <= mconf.num_layers:
         raise RandomMaskError(f"--layer {cfg.layer} is out of range: the model has layers 0..{mconf.num_layers} "
                               "(0 = embeddings output, -1 = last)")
@@ -403,13 +462,14 @@ def embed(cfg: EmbedConfig) -> dict:
     atomic_write_bytes(out, buf.getvalue())
     ids_path = out.with_name(out.name.removesuffix(".npy") + ".ids.tsv")
     rows = ["index\tid\tlength\twindows\ttruncated"]
-    rows += [f"{i}\t{seqs.ids[i]}\t{int(seqs.lengths[i])}\t{int(plan.windows[i])}\t{int(plan.truncated[i])}"
+    truncated = plan.truncated
+    rows += [f"{i}\t{seqs.ids[i]}\t{int(seqs.lengths[i])}\t{int(plan.windows[i])}\t{int(truncated[i])}"
              for i in range(len(seqs.ids))]
     atomic_write_text(ids_path, "\n".join(rows) + "\n")
     print(f"embedded {len(seqs.ids)} sequences -> {out} {tuple(emb.shape)} ({cfg.pooling} pooling, layer "
           f"{cfg.layer}), ids in {ids_path}")
-    note = _report_long(plan, max_length, cfg.long)
-    if note:
+    for note in _report_long(plan, max_length, cfg.long):
         print(f"note: {note}")
     return {"out": str(out), "ids": str(ids_path), "shape": tuple(emb.shape), "too_long": int(plan.too_long.sum()),
-            "truncated": int(plan.truncated.sum()), "max_length": max_length}
+            "truncated": int(truncated.sum()), "overflowed_windows": int(plan.overflowed.sum()),
+            "max_length": max_length}

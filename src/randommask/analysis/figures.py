@@ -76,7 +76,7 @@ def plot_curves(metrics: Sequence[Mapping], phases: Sequence[Mapping], uniform_l
         ax.grid(alpha=0.3)
         _mark_phases(ax, phases, last_step)
     if uniform_loss is not None:
-        ax_loss.axhline(uniform_loss, color="0.4", linestyle="--", linewidth=1, label="uniform guess ln(4^k)")
+        ax_loss.axhline(uniform_loss, color="0.4", linestyle="--", linewidth=1, label="uniform guess over the tokens")
     ax_loss.set_title("Masked-LM loss (phase starts dotted)")
     ax_acc.set_title("Masked-token accuracy")
     for ax in (ax_loss, ax_acc):
@@ -255,8 +255,10 @@ def plot_layers(change: Mapping[str, float], reference: str, erank: Sequence[flo
 
 
 # ------------------------------------------------------------------------------------------ masks
-def plot_masks(rows: Sequence[Mapping], k: int, stride: int, path: Path) -> Path:
-    """Per phase: masked tokens and truly hidden bases per masked span, with the tokenizer's expectation."""
+def plot_masks(rows: Sequence[Mapping], tokens: str, rule: str, path: Path) -> Path:
+    """Per phase: masked tokens and truly hidden bases per masked span, with the tokenizer's expectation.
+
+    tokens: the tokenizer in words for the title (``k = 6, stride 1``); rule: the expectation's formula."""
     x = np.arange(len(rows))
     labels = [f"phase {r['phase']}\nstep {r['step']}\nw {r['widths'][0]}" +
               (f"–{r['widths'][-1]}" if r["widths"][-1] != r["widths"][0] else "") for r in rows]
@@ -269,13 +271,12 @@ def plot_masks(rows: Sequence[Mapping], k: int, stride: int, path: Path) -> Path
                   color="tab:red")
     ax_s.bar_label(b1, fmt="%.2f", fontsize=7, padding=1)
     ax_s.bar_label(b2, fmt="%.2f", fontsize=7, padding=1)
-    rule = "m − k + 1" if stride == 1 else "m·k"
     ax_s.plot(x + w / 2, [r["expected_hidden_per_span"] for r in rows], linestyle="none", marker="D",
               color="black", markersize=5, label=f"expected for an isolated span ({rule})")
     ax_s.set_xticks(x, labels, fontsize=8)
     ax_s.set_ylabel("per masked span")
     ax_s.set_ylim(0, max([r["mean_span_tokens"] for r in rows] + [1]) * 1.3)
-    ax_s.set_title(f"What a masked span hides (k = {k}, stride {stride})")
+    ax_s.set_title(f"What a masked span hides ({tokens})")
     ax_s.legend(fontsize=8, loc="upper left")
 
     b3 = ax_f.bar(x - w / 2, [100 * r["masked_token_fraction"] for r in rows], w, label="tokens masked",

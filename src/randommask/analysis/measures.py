@@ -7,7 +7,8 @@
   (Roy & Vetterli 2007);
 * weights: relative change ``||W - W0|| / ||W0||`` per layer (`relative_change`);
 * token embeddings: k-mer labels (central dinucleotide, first and last nucleotide) and silhouette
-  scores of the embeddings under those labels (`kmer_labels`, `silhouettes`);
+  scores of the embeddings under those labels (`kmer_labels`, `silhouettes`); the labels are defined for
+  tokens of one width (`token_width`), not for BPE;
 * masks: the bases an isolated span hides with a given tokenizer (`expected_hidden`).
 """
 
@@ -29,6 +30,7 @@ __all__ = [
     "layer_groups",
     "relative_change",
     "silhouettes",
+    "token_width",
     "top_k_share",
 ]
 
@@ -175,6 +177,13 @@ def relative_change(state: Mapping[str, Tensor], state0: Mapping[str, Tensor],
 
 
 # ------------------------------------------------------------------------------------------ embeddings
+def token_width(tokens: Sequence[str]) -> int | None:
+    """The width in bases shared by all these (ordinary) tokens: k for k-mers, 1 for single nucleotides,
+    None when widths vary (BPE), where a central or last nucleotide names no fixed position."""
+    widths = {len(t) for t in tokens}
+    return widths.pop() if len(widths) == 1 else None
+
+
 def kmer_labels(kmers: Sequence[str]) -> dict[str, list[str]]:
     """Labels of k-mers for colouring and silhouettes: the central two nucleotides (positions
     ``(k-1)//2`` and the next: ``ACGTAC`` -> ``GT``), the first and the last nucleotide."""

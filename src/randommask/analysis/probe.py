@@ -54,10 +54,12 @@ def open_store(run: Run, store: str | Path | None = None) -> GenomeStore:
 
 
 def eval_encoding(run: Run, store: GenomeStore, n: int) -> Encoding:
-    """The first ``n`` of pretrain's held-out evaluation windows, tokenized as pretrain does."""
+    """The first ``n`` of pretrain's held-out evaluation windows, tokenized as pretrain does (windows of
+    ``fill_bases`` bases, cut to the run's token length: for BPE, whose tokens vary in width, the same windows
+    pretrain evaluates on only with its cut; for k-mers ``fill_bases`` is exact)."""
     data = run.config.get("data") or {}
     tok = run.tokenizer
-    window_nt = tok.bases_for_tokens(run.max_tokens - 2)
+    window_nt = tok.fill_bases(run.max_tokens - 2)
     windows = held_out_windows(store, window_nt, n, run.seed, float(data.get("max_n_fraction", 0.05)),
                                float(data.get("heldout_fraction", 0.01)))
     return tok.encode_batch(windows, max_length=run.max_tokens, truncation=True)

@@ -6,6 +6,7 @@ and ``report.md`` linking the figures. The sections follow the paper's empirical
 1. training / evaluation loss and masked-token accuracy, RandomMask phases marked (``curves.png``);
 2. the k-mer token embeddings in 2-D coloured by central dinucleotide, first and last nucleotide
    (``embedding_map.png``), and silhouette scores of those labellings (``embedding_silhouette.png``);
+   only for k-mers (tokens of one width, at least 2): BPE and single nucleotides skip it, with a note;
 3. attention on held-out windows: entropy per layer and head, top-k shares (``attention.png``);
 4. per layer: relative weight change from the initial weights and effective rank of the outputs
    (``layers.png``);
@@ -108,13 +109,28 @@ def project_2d(x: np.ndarray, method: str, seed: int, tsne_iter: int) -> tuple[n
 
 
 def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
-    """Per phase start: masked tokens and truly hidden bases per masked span and per window."""
-    from randommask.analysis.measures import expected_hidden
+    """Per phase start: masked tokens and truly hidden bases per masked span and per window.
+
+    The bases of a window are those its tokens cover (their spans), and the expectation for an isolated
+    span follows the tokens: `expected_hidden` for k-mers; for tokens of varying width, which never
+    overlap (BPE), every base of a masked token is hidden, so a span of w tokens hides w times the mean
+    width of the windows' tokens.
+    """
+    from randommask.analysis.measures import expected_hidden, token_width
     from randommask.masking import analysis_rng, apply_mask, hidden_nucleotides, phase_starts, span_widths
 
     spans = enc.spans
     n_tokens = int(enc.lengths.sum())
-    n_bases = int(sum(tokenizer.bases_for_tokens(int(n)) for n in enc.lengths))
+    n_bases = int(np.maximum(spans[..., 1].max(axis=1, initial=0), 0).sum())  # truncated windows: what is read
+    width = token_width([tokenizer.vocab[i] for i in tokenizer.kmer_ids])
+    real = spans[..., 0] >= 0
+    mean_width = float((spans[..., 1] - spans[..., 0])[real].mean()) if real.any() else 0.0
+
+    def expected(w: int) -> float:
+        if width is None:
+            return w * mean_width
+        return expected_hidden(w, tokenizer.bases_per_token, tokenizer.bases_between_tokens)
+
     rows = []
     for q, step in enumerate(phase_starts(masking)):
         lengths, hidden, masked, hid_bases = [], [], 0, 0
@@ -132,8 +148,7 @@ def mask_hiding(enc, masking, tokenizer, seed: int, draws: int) -> list[dict]:
             "phase": q + 1, "step": int(step), "widths": widths, "spans": int(lengths_a.size),
             "mean_span_tokens": float(lengths_a.mean()) if lengths_a.size else 0.0,
             "mean_hidden_per_span": float(hidden_a.mean()) if hidden_a.size else 0.0,
-            "expected_hidden_per_span": float(np.mean([
-                expected_hidden(w, tokenizer.bases_per_token, tokenizer.bases_between_tokens) for w in widths])),
+            "expected_hidden_per_span": float(np.mean([expected(w) for w in widths])),
             "masked_token_fraction": masked / max(draws * n_tokens, 1),
             "hidden_base_fraction": hid_bases / max(draws * n_bases, 1),
         })
@@ -168,7 +183,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     """Measure the run, draw the figures, write ``figures.json`` and ``report.md``; returns the values."""
     from randommask import checkpoint as ckpt
     from randommask.analysis import figures as fg
-    from randommask.analysis.measures import kmer_labels, relative_change, silhouettes
+    from randommask.analysis.measures import kmer_labels, relative_change, silhouettes, token_width
     from randommask.analysis.probe import build_model, eval_encoding, open_store, probe, run_masking
     from randommask.model import ModelConfig
     from randommask.runtime import pick_device
@@ -189,7 +204,8 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     top_k = tuple(sorted(set(cfg.top_k)))
     values: dict[str, Any] = {
         "run": str(run.path), "checkpoint": run.checkpoint.name, "step": run.step,
-        "tokenizer": tok.spec,
+        # A BPE spec holds its whole tokenizer.json: figures.json keeps the rest.
+        "tokenizer": {k: v for k, v in tok.spec.items() if k != "json"},
         "model": mconf.to_dict(), "seed": run.seed,
         "masking": masking.to_dict() if masking else None, "figures": {}, "notes": []}
     notes: list[str] = values["notes"]
@@ -204,7 +220,7 @@ def analyze(cfg: AnalyzeConfig) -> dict:
         figs["curves"] = FIGURES["curves"]
         series = {key: [[m["step"], m[key]] for m in run.metrics if key in m]
                   for key in ("loss", "acc", "eval_loss", "eval_acc")}
-        values["curves"] = {"uniform_loss": uniform, "phases": phases, **series}
+        values["curves"] = {"uniform_loss": uniform, "uniform_tokens": len(tok.kmer_ids), "phases": phases, **series}
     else:
         notes.append("The run has no metrics.jsonl: no training curves.")
 
@@ -212,7 +228,8 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     init_model = build_model(mconf, None, run.seed)
     init_state = init_model.state_dict()
     kmers = [tok.vocab[i] for i in tok.kmer_ids]
-    if tok.bases_per_token >= 2:
+    width = token_width(kmers)
+    if width is not None and width >= 2:
         say("analyze: token embeddings")
         key = "bert.embeddings.word_embeddings.weight"
         emb = run.model_state[key][torch.as_tensor(tok.kmer_ids, dtype=torch.long)].float().numpy()
@@ -231,8 +248,13 @@ def analyze(cfg: AnalyzeConfig) -> dict:
                                   out / FIGURES["embedding_map"])
             figs["embedding_map"] = FIGURES["embedding_map"]
             values["embeddings"].update({"method": method, "map_points": int(idx.size)})
-    else:
+    elif width is not None:
         notes.append(f"Tokenizer {tok.name} has single-nucleotide tokens: no k-mer embedding analysis.")
+    else:
+        lengths = [len(t) for t in kmers]
+        notes.append(f"Tokenizer {tok.name} has tokens of {min(lengths)} to {max(lengths)} bases: the token-embedding "
+                     "analysis (clustering by central dinucleotide, first and last nucleotide) is defined for k-mers, "
+                     "tokens of one width, so it is skipped.")
 
     # 3-4. attention and layers on the held-out windows
     say("analyze: attention and layer measures on the held-out windows")
@@ -274,8 +296,15 @@ def analyze(cfg: AnalyzeConfig) -> dict:
     if masking is not None:
         say("analyze: what the masks hide")
         rows = mask_hiding(enc, masking, tok, run.seed, cfg.mask_draws)
-        values["masks"] = {"strategy": masking.strategy, "draws": cfg.mask_draws, "phases": rows}
-        fg.plot_masks(rows, tok.bases_per_token, tok.bases_between_tokens, out / FIGURES["masks"])
+        fixed = width is not None
+        values["masks"] = {"strategy": masking.strategy, "draws": cfg.mask_draws, "phases": rows,
+                           "fixed_width": fixed}
+        if fixed:
+            tokens, rule = f"k = {tok.bases_per_token}, stride {tok.bases_between_tokens}", (
+                "m − k + 1" if tok.bases_between_tokens == 1 else "m·k")
+        else:
+            tokens, rule = f"{tok.name}, tokens of varying width", "m × mean token width"
+        fg.plot_masks(rows, tokens, rule, out / FIGURES["masks"])
         figs["masks"] = FIGURES["masks"]
     else:
         notes.append("The checkpoint's config has no masking section: no mask analysis.")
@@ -345,7 +374,8 @@ def render_report(v: dict, cfg: AnalyzeConfig) -> str:
         last = {k: c[k][-1][1] for k in ("loss", "acc", "eval_loss", "eval_acc") if c.get(k)}
         lines += [f"Last logged: training loss {_fmt(last.get('loss'))}, accuracy {_fmt(last.get('acc'))}; "
                   f"evaluation loss {_fmt(last.get('eval_loss'))}, accuracy {_fmt(last.get('eval_acc'))}. "
-                  f"A uniform guess over the k-mers scores ln(4^k) = {c['uniform_loss']:.3f}.", ""]
+                  f"A uniform guess over the {c.get('uniform_tokens', 'ordinary')} ordinary tokens (for k-mers, 4^k) "
+                  f"scores {c['uniform_loss']:.3f}.", ""]
         if len(c["phases"]) > 1:
             lines += ["RandomMask phases (dotted lines; top labels P<n> and span widths w): " + "; ".join(
                 f"phase {p['phase']} from step {p['start']} (widths {p['widths'][0]}..{p['widths'][-1]})"
@@ -395,10 +425,14 @@ def render_report(v: dict, cfg: AnalyzeConfig) -> str:
         lines.append("")
     if "masks" in v:
         mk = v["masks"]
+        tokens_rule = ("with overlapping k-mers a span of m masked tokens hides only m - k + 1 bases."
+                       if mk.get("fixed_width", True) else
+                       "BPE tokens never overlap, so a masked token hides every base it covers and a span of m "
+                       "tokens is expected to hide m times the mean token width of the windows.")
         lines += ["## 5. What the masks hide", "", f"![Hidden nucleotides per phase]({figs['masks']})", "",
                   f"The run's masking (`{mk['strategy']}`) applied {mk['draws']} times to the windows at each phase "
-                  "start. A base is truly hidden when masked tokens cover it and no visible token does: with "
-                  "overlapping k-mers a span of m masked tokens hides only m - k + 1 bases.", "",
+                  f"start. A base is truly hidden when masked tokens cover it and no visible token does: {tokens_rule}",
+                  "",
                   "| phase | step | widths | spans | tokens / span | hidden bases / span | expected | "
                   "% tokens masked | % bases hidden |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         lines += [f"| {r['phase']} | {r['step']} | {r['widths'][0]}..{r['widths'][-1]} | {r['spans']} | "
