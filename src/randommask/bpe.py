@@ -125,12 +125,6 @@ class BpeTokenizer:
                 raise
             raise RandomMaskError(f"{source}: the tokenizers library cannot read it ({_first_line(e)})") from None
         vocab = self._tok.get_vocab(with_added_tokens=True)
-        # Our input is already upper-case A, C, G, T, N (`code_matrix` reads it): the file's normalizer (a
-        # lowercase -> uppercase map, for transformers users) would only cost time (a fifth, measured).
-        self._tok.normalizer = None
-        # A file saved with padding or truncation switched on would pad or cut our rows its own way.
-        self._tok.no_padding()
-        self._tok.no_truncation()
         missing = [t for t in SPECIAL_TOKENS if t not in vocab]
         if missing:
             raise RandomMaskError(f"{source}: the vocabulary lacks the special token(s) {', '.join(missing)}; "
@@ -157,6 +151,9 @@ class BpeTokenizer:
         self._width = np.array([0 if t in SPECIAL_TOKENS else len(t) for t in self.vocab], dtype=np.int64)
         self.bases_per_token_mean = float(bases_per_token_mean)
         self._check_spelling()
+        # Our input is already upper-case A, C, G, T, N (`code_matrix` reads it), and the check above showed that
+        # the file's normalizer leaves such text as it is: from here on it would only cost time (a fifth).
+        self._tok.normalizer = None
 
     def _check_spelling(self) -> None:
         """Refuse a file whose settings make the library spell DNA otherwise than base by base: a normalizer

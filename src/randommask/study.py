@@ -287,12 +287,15 @@ def layer_measures(run: Path, windows: int = 8) -> dict[str, list[float]] | None
 
 
 def embedding_silhouette(state: dict) -> dict[str, float] | None:
-    """How the k-mer embeddings cluster: by central dinucleotide, by first and by last base (cosine)."""
+    """How the k-mer embeddings cluster: by central dinucleotide, by first and by last base (cosine); None for
+    tokens of varying width (BPE), where no base position is shared."""
     try:
-        from randommask.analysis.measures import kmer_labels, silhouettes
+        from randommask.analysis.measures import kmer_labels, silhouettes, token_width
     except ImportError:
         return None
     tok = ckpt.tokenizer_from_state(Path("."), state)
+    if token_width([tok.vocab[i] for i in tok.kmer_ids]) is None:
+        return None
     emb = state["model"]["bert.embeddings.word_embeddings.weight"].float().numpy()[tok.kmer_ids]
     kmers = [tok.vocab[i] for i in tok.kmer_ids]
     rng = np.random.default_rng(0)
