@@ -213,7 +213,7 @@ def resolve_model(s: FinetuneSettings) -> ModelSpec:
         max_tokens = data.get("max_tokens") if pre.kind == "pretrain" else None
         steps, tail = int(pre.config.get("steps") or 0), float(data.get("long_fraction") or 0.0)
         every, long_tokens = int(data.get("long_every") or 0), int(data.get("long_max_tokens") or 0)
-        if max_tokens and every and pre.step >= every:
+        if max_tokens and every and pre.step >= round(steps * float(data.get("long_from") or 0.0)) + every:
             max_tokens = max(max_tokens, long_tokens)  # the interleaved long steps trained these too
         if max_tokens and tail > 0 and pre.step > steps - round(steps * tail):
             max_tokens = max(max_tokens, int(data.get("tail_max_tokens") or 0) or long_tokens)  # and the tail

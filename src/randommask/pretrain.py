@@ -63,7 +63,8 @@ class DataConfig:
     reverse_complement_prob: share of windows read from the reverse strand.
     heldout_fraction: the last share of every record, held out for evaluation, never trained on.
     num_workers: DataLoader worker processes that tokenize and mask (0: in the training process).
-    long_max_tokens, long_every: every ``long_every``-th step draws windows of ``long_max_tokens`` tokens,
+    long_max_tokens, long_every, long_from: every ``long_every``-th step (from ``long_from`` of the steps on)
+        draws windows of ``long_max_tokens`` tokens,
         with the batch cut so that the step holds as many tokens as the others (``batch_size *
         max_tokens // long_max_tokens`` windows). Interleaved, so every checkpoint has trained those
         positions. Short windows learn fast and cheaply; the long steps train the positions that
@@ -84,6 +85,7 @@ class DataConfig:
     num_workers: int = 0
     long_max_tokens: int = 0  # tokens per window of the long steps (0: none)
     long_every: int = 0  # every n-th step draws long windows (0: none)
+    long_from: float = 0.0  # the interleaved long steps start at this share of the steps
     long_fraction: float = 0.0  # share of the steps, at the end, with long windows (the tail)
     tail_max_tokens: int = 0  # tokens per window in the tail (0: long_max_tokens)
 
@@ -98,6 +100,8 @@ class OptimConfig:
     weight_decay: float = 0.01  # AdamW weight decay (not on biases and LayerNorm)
     warmup_steps: int = 100  # linear warm-up steps, then linear decay to zero at the last step
     grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
+    decay_fraction: float = 1.0  # the decay ends at this share of the steps (1: at the last step) ...
+    min_lr_ratio: float = 0.0  # ... at this share of the peak, kept to the end (when decay_fraction < 1)
 
 
 @dataclass
@@ -134,6 +138,12 @@ class PretrainConfig:
         for name in ("lr", "grad_clip", "weight_decay", "warmup_steps"):  # lr 0 keeps the initial weights
             if getattr(self.optim, name) < 0:
                 raise RandomMaskError(f"config: optim.{name} must be at least 0, got {getattr(self.optim, name)}")
+        if not 0.0 < self.optim.decay_fraction <= 1.0 or not 0.0 <= self.optim.min_lr_ratio < 1.0:
+            raise RandomMaskError(f"config: optim.decay_fraction must be in (0, 1] and optim.min_lr_ratio in [0, 1), "
+                                  f"got {self.optim.decay_fraction} and {self.optim.min_lr_ratio}")
+        if self.optim.min_lr_ratio and self.optim.decay_fraction >= 1.0:
+            raise RandomMaskError("config: optim.min_lr_ratio is the floor after an early decay; set "
+                                  "optim.decay_fraction below 1 too")
         if self.data.max_tokens < 8:
             raise RandomMaskError(f"config: data.max_tokens must be at least 8, got {self.data.max_tokens}")
         if not 0.0 <= self.data.long_fraction < 1.0:
@@ -144,6 +154,8 @@ class PretrainConfig:
         if d.long_every and d.long_max_tokens <= d.max_tokens:
             raise RandomMaskError(f"config: data.long_max_tokens ({d.long_max_tokens}) must exceed "
                                   f"data.max_tokens ({d.max_tokens}) when data.long_every is set")
+        if not 0.0 <= d.long_from < 1.0:
+            raise RandomMaskError(f"config: data.long_from must be in [0, 1), got {d.long_from}")
         if d.tail_max_tokens and not d.long_fraction:
             raise RandomMaskError("config: data.tail_max_tokens is the window of the tail; set data.long_fraction "
                                   "too")
@@ -165,7 +177,7 @@ def long_step(cfg: PretrainConfig, step: int) -> tuple[str, int] | None:
     start = cfg.steps - round(cfg.steps * d.long_fraction) if d.long_fraction > 0 else cfg.steps
     if step >= start:
         return "tail", step - start
-    if d.long_every and step % d.long_every == d.long_every - 1:
+    if d.long_every and step % d.long_every == d.long_every - 1 and step >= round(cfg.steps * d.long_from):
         return "long", step // d.long_every
     return None
 
@@ -178,7 +190,9 @@ def long_shape(cfg: PretrainConfig, kind: str = "long") -> tuple[int, int]:
 
 def long_kinds(cfg: PretrainConfig) -> list[str]:
     """The long-window streams this run's steps read ("long", "tail"), in the order they first occur."""
-    kinds = [long_step(cfg, s) for s in (cfg.data.long_every - 1, cfg.steps - 1) if s >= 0]
+    first_long = cfg.data.long_every - 1 + cfg.data.long_every * -(-round(cfg.steps * cfg.data.long_from)
+                                                                    // max(1, cfg.data.long_every))
+    kinds = [long_step(cfg, s) for s in (first_long, cfg.steps - 1) if s >= 0]
     return list(dict.fromkeys(k[0] for k in kinds if k is not None))
 
 
@@ -273,6 +287,13 @@ def eval_batches(store: GenomeStore, window_nt: int, tokenizer: Tokenizer, cfg: 
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def decay_end(cfg: PretrainConfig) -> tuple[int | None, float]:
+    """(step where the linear decay ends, the floor it ends at): (None, 0) for BERT's decay to zero at the end."""
+    if cfg.optim.decay_fraction >= 1.0:
+        return None, 0.0
+    return max(warmup_steps(cfg) + 1, round(cfg.steps * cfg.optim.decay_fraction)), cfg.optim.min_lr_ratio
+
+
 def warmup_steps(cfg: PretrainConfig) -> int:
     """The warm-up, cut to leave at least the last step for decay."""
     return max(0, min(cfg.optim.warmup_steps, cfg.steps - 1))
@@ -715,7 +736,7 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
     if pre is not None:
         load_hf_state_dict(model, pre.model_state)
     opt = make_optimizer(model, cfg, fused=device.type == "cuda")
-    sched = linear_schedule(opt, warmup_steps(cfg), cfg.steps)
+    sched = linear_schedule(opt, warmup_steps(cfg), cfg.steps, *decay_end(cfg))
     start_step = restore(state, model, opt, sched, d, device) if state is not None else 0
     ddp_model = model
     if d.world > 1:

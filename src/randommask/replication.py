@@ -113,9 +113,11 @@ def pretrain_config(p: dict[str, Any], arm: Arm, seed: int, run: Path, data: dic
         # a stopped unit loses at most a twelfth of its work.
         "save_interval": max(1, steps // 12), "keep_checkpoints": 0,
         "data": {**data, "max_tokens": p["max_tokens"], "long_max_tokens": p["long_max_tokens"],
-                 "long_every": p.get("long_every", 0), "long_fraction": p.get("long_fraction", 0.0),
+                 "long_every": p.get("long_every", 0), "long_from": p.get("long_from", 0.0),
+                 "long_fraction": p.get("long_fraction", 0.0),
                  "tail_max_tokens": p.get("tail_max_tokens", 0)},
-        "optim": {"lr": p["lr"], "warmup_steps": p["warmup_steps"]},
+        "optim": {"lr": p["lr"], "warmup_steps": p["warmup_steps"], "decay_fraction": p.get("decay_fraction", 1.0),
+                  "min_lr_ratio": p.get("min_lr_ratio", 0.0)},
         "masking": dict(arm.masking),
         "model": {"hidden_dropout": p["dropout"], "attention_dropout": p["dropout"]},
         "tokenizer": f"bpe:{bpe_folder(run.parent.parent)}" if arm.tokenizer == "bpe" else arm.tokenizer,

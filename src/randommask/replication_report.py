@@ -170,7 +170,9 @@ def long_steps_note(p: dict[str, Any]) -> str:
     """The preset's longer-window steps in words (each holds as many tokens as a short step)."""
     parts = []
     if p.get("long_every"):
-        parts.append(f"every {p['long_every']}th step at {p['long_max_tokens']}-token windows")
+        parts.append(f"every {p['long_every']}th step" + (f" from {p['long_from']:.0%} of the steps on"
+                                                          if p.get("long_from") else "")
+                     + f" at {p['long_max_tokens']}-token windows")
     if p.get("long_fraction"):
         parts.append(f"the last {p['long_fraction']:.0%} of steps at "
                      f"{p.get('tail_max_tokens') or p['long_max_tokens']}-token windows")
@@ -226,7 +228,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
         f"# The replication study (`{p.get('name', 'cpu-replication')}`)", "",
         f"Code: commit `{commit}`. Pre-training per unit: `{p['model_preset']}` model, {p['steps']} steps x "
         f"{p['batch_size']} windows of {p['max_tokens']} tokens (" + long_steps_note(p) + "), "
-        f"{p['steps'] * tokens_per_step / 1e6:.1f} M tokens, peak learning rate {p['lr']:g}, dropout "
+        f"{p['steps'] * tokens_per_step / 1e6:.1f} M tokens, peak learning rate {p['lr']:g} ("
+        + (f"linear decay to {p['min_lr_ratio']:g} of it at {p['decay_fraction']:.0%} of the steps, then constant"
+           if p.get("decay_fraction", 1.0) < 1.0 else "linear decay to zero") + "), dropout "
         f"{p['dropout']:g}. Fine-tuning: learning rate {p['ft_lr']:g}, dropout {p['ft_dropout']:g}, dev MCC every "
         f"{p['ft_eval_steps']} steps on {p['ft_select_dev']} seeded dev rows, stopped after {p['ft_patience']} "
         f"evaluations without a better one or at {p['ft_max_steps']} steps; the best-dev model scored once on all "

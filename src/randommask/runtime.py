@@ -73,17 +73,21 @@ def setup_distributed(device_name: str) -> Dist:
     return Dist(rank, world, local)
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
+def lr_factor(step: int, warmup: int, total: int, decay_end: int | None = None, floor: float = 0.0) -> float:
     """Linear warm-up to the peak over ``warmup`` steps, then linear decay to zero at ``total`` (BERT's and
-    DNABERT's schedule, as a multiplier of the peak learning rate)."""
+    DNABERT's schedule, as a multiplier of the peak learning rate). With ``decay_end`` the decay reaches
+    ``floor`` at that step and stays there: the learning rate anneals early and training goes on."""
     if step < warmup:
         return (step + 1) / warmup
-    return max(0.0, (total - step) / max(1, total - warmup))
+    if decay_end is None:
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return max(floor, 1.0 - (1.0 - floor) * (step - warmup) / max(1, decay_end - warmup))
 
 
-def linear_schedule(opt: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def linear_schedule(opt: torch.optim.Optimizer, warmup: int, total: int, decay_end: int | None = None,
+                    floor: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
     """The scheduler of `lr_factor`; its state (the step) travels in checkpoints."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup, total, decay_end, floor))
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
