@@ -292,3 +292,27 @@ def test_bpe_refuses_span_masking_in_one_line(bpe_vocab, tmp_path, capsys):
                          f"bpe:{bpe_vocab}", "--masking", strategy, "--steps", "2"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "do not overlap" in err and "--masking bert" in err
+
+
+def test_early_decay_reaches_its_floor_and_the_run_logs_it(tmp_path):
+    """optim.decay_fraction / min_lr_ratio: linear decay from the peak to the floor at that share of the steps,
+    then constant; the logged learning rate of a run follows it (against the formula written out here)."""
+    from randommask.runtime import lr_factor
+
+    def expected(step: int) -> float:  # warm-up 2, decay from step 2 to step 8 (0.5 x 16) down to 0.2
+        return (step + 1) / 2 if step < 2 else max(0.2, 1 - 0.8 * (step - 2) / 6)
+
+    assert [lr_factor(s, 2, 16, 8, 0.2) for s in range(16)] == pytest.approx([expected(s) for s in range(16)])
+    pt.pretrain(tiny(tmp_path / "r", steps=16, log_interval=1, eval_interval=16, save_interval=16,
+                     optim={"lr": 1e-3, "warmup_steps": 2, "decay_fraction": 0.5, "min_lr_ratio": 0.2}))
+    logged = {json.loads(x)["step"]: json.loads(x)["lr"] for x in (tmp_path / "r" / "metrics.jsonl").open()}
+    assert logged[16] == pytest.approx(2e-4) and logged[8] == pytest.approx(2e-4)
+    with pytest.raises(RandomMaskError, match="min_lr_ratio is the floor"):
+        tiny(tmp_path / "x", optim={"min_lr_ratio": 0.1})
+
+
+def test_interleaved_long_steps_start_at_long_from():
+    cfg = pt.load_config({"steps": 40, "batch_size": 8, "data": {"store": "x", "max_tokens": 32, "long_max_tokens": 64,
+                                                                 "long_every": 5, "long_from": 0.5}})
+    assert [s for s in range(40) if pt.long_step(cfg, s)] == [24, 29, 34, 39]
+    assert pt.long_kinds(cfg) == ["long"]

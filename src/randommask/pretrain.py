@@ -198,7 +198,8 @@ def long_kinds(cfg: PretrainConfig) -> list[str]:
 
 def long_note(cfg: PretrainConfig, kind: str) -> str:
     windows, tokens = long_shape(cfg, kind)
-    when = (f"every {cfg.data.long_every}th step" if kind == "long"
+    when = (f"every {cfg.data.long_every}th step" + (f" from step {round(cfg.steps * cfg.data.long_from)}"
+                                                     if cfg.data.long_from else "") if kind == "long"
             else f"from step {cfg.steps - round(cfg.steps * cfg.data.long_fraction)}")
     return f" ({kind} steps: {windows} windows of {tokens} tokens, {when})"
 
