@@ -149,6 +149,8 @@ class BpeTokenizer:
         self.special_ids = np.array(sorted(vocab[t] for t in SPECIAL_TOKENS), dtype=np.int64)
         self._ordinary = np.array([i for i in range(size) if i not in set(self.special_ids.tolist())], np.int32)
         self._width = np.array([0 if t in SPECIAL_TOKENS else len(t) for t in self.vocab], dtype=np.int64)
+        self._spelt = self._width.copy()  # bases each id stands for in input: [UNK] is one N
+        self._spelt[self.unk_id] = 1
         self.bases_per_token_mean = float(bases_per_token_mean)
         self._check_spelling()
         # Our input is already upper-case A, C, G, T, N (`code_matrix` reads it), and the check above showed that
@@ -162,19 +164,21 @@ class BpeTokenizer:
         on the vocabulary and then lose or shift bases silently."""
         probe = "ACGTNNGATTACANTTTTCCCCGGGGAAAA"
         try:
-            enc = self.encode_batch([probe])
-        except RandomMaskError:
-            raise
+            enc = self._tok.encode(probe, add_special_tokens=False)
         except BaseException as e:  # the library failing on its own settings (a panic is a BaseException)
             if isinstance(e, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
             raise RandomMaskError(f"{self.source}: the tokenizers library cannot encode DNA with it "
                                   f"({_first_line(e)})") from None
-        n = int(enc.lengths[0])
-        spans = enc.spans[0, 1 : n + 1]
-        spelt = self.decode(enc.ids[0])
-        contiguous = n > 0 and spans[0, 0] == 0 and spans[-1, 1] == len(probe) and bool(
-            np.all(spans[1:, 0] == spans[:-1, 1]))
+        bad_id = next((i for i in enc.ids if not 0 <= i < len(self.vocab)), None)
+        if bad_id is not None:
+            raise RandomMaskError(f"{self.source}: it encodes DNA to id {bad_id}, outside its vocabulary")
+        spelt = self.decode(enc.ids)
+        spans = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+        # The library's own offsets must be the widths laid end to end: what encode_batch derives them from.
+        ends = np.cumsum(self._spelt[np.asarray(enc.ids, dtype=np.int64)])
+        contiguous = len(enc.ids) > 0 and np.array_equal(spans[:, 1], ends) and np.array_equal(
+            spans[:, 0], ends - self._spelt[np.asarray(enc.ids, dtype=np.int64)])
         if spelt != probe or not contiguous:
             raise RandomMaskError(f"{self.source}: its settings do not spell DNA base by base ({probe} is read as "
                                   f"{spelt or 'nothing'}); check its normalizer, pre_tokenizer and the model's "
@@ -310,7 +314,9 @@ class BpeTokenizer:
             raise RandomMaskError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
         codes, lengths = code_matrix(seqs)
         texts = [_LETTERS[row[:n]].tobytes().decode("ascii") for row, n in zip(codes, lengths, strict=True)]
-        encs = self._tok.encode_batch(texts, add_special_tokens=False) if texts else []
+        # Without offsets (a third faster): a token's bases follow from the widths, since the file was checked
+        # to spell DNA base by base (`_check_spelling`), one [UNK] per N.
+        encs = self._tok.encode_batch_fast(texts, add_special_tokens=False) if texts else []
         n_tok = np.array([len(e.ids) for e in encs], dtype=np.int64)
         if max_length is not None:
             too_long = np.flatnonzero(n_tok + 2 > max_length)
@@ -322,15 +328,16 @@ class BpeTokenizer:
         width = max_length if padding == "max_length" else int(n_tok.max(initial=0)) + 2
         b = len(encs)
         ids = np.full((b, width), self.pad_id, dtype=np.int32)
-        spans = np.full((b, width, 2), -1, dtype=np.int64)
         for r, (e, n) in enumerate(zip(encs, n_tok, strict=True)):
             ids[r, 1 : n + 1] = e.ids[:n]
-            if n:
-                spans[r, 1 : n + 1] = np.asarray(e.offsets[:n], dtype=np.int64)
+        col = np.arange(width)
+        real = (col >= 1) & (col <= n_tok[:, None])
+        widths = np.where(real, self._spelt[ids], 0)
+        ends = np.cumsum(widths, axis=1)
+        spans = np.where(real[..., None], np.stack([ends - widths, ends], axis=-1), -1)
         rows = np.arange(b)
         ids[:, 0] = self.cls_id
         ids[rows, n_tok + 1] = self.sep_id
-        col = np.arange(width)
         end = n_tok[:, None] + 1
         return Encoding(ids=ids, attention_mask=(col <= end).view(np.int8), special_mask=special_columns(col, end),
                         lengths=n_tok, token_spans=spans)
