@@ -32,7 +32,7 @@ import numpy as np
 
 from randommask.alphabet import BASES
 from randommask.errors import RandomMaskError
-from randommask.tokens import SPECIAL_TOKENS, Encoding, code_matrix, special_columns
+from randommask.tokens import SPECIAL_TOKENS, Encoding, code_matrix, fit_lengths, special_columns
 
 DNA_LETTERS = set("ACGTN")
 TOKENIZER_FILE = "tokenizer.json"
@@ -306,26 +306,13 @@ class BpeTokenizer:
     def encode_batch(self, seqs: Sequence[str] | Sequence[np.ndarray], max_length: int | None = None,
                      truncation: bool = False, padding: str = "longest") -> Encoding:
         """As `KmerTokenizer.encode_batch`: ``[CLS] tokens [SEP]`` padded, truncation from the 3' end."""
-        if padding not in ("longest", "max_length"):
-            raise RandomMaskError(f"padding must be 'longest' or 'max_length', got {padding!r}")
-        if padding == "max_length" and max_length is None:
-            raise RandomMaskError("padding='max_length' needs max_length")
-        if max_length is not None and max_length < 2:
-            raise RandomMaskError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
         codes, lengths = code_matrix(seqs)
         texts = [_LETTERS[row[:n]].tobytes().decode("ascii") for row, n in zip(codes, lengths, strict=True)]
         # Without offsets (a third faster): a token's bases follow from the widths, since the file was checked
         # to spell DNA base by base (`_check_spelling`), one [UNK] per N.
         encs = self._tok.encode_batch_fast(texts, add_special_tokens=False) if texts else []
-        n_tok = np.array([len(e.ids) for e in encs], dtype=np.int64)
-        if max_length is not None:
-            too_long = np.flatnonzero(n_tok + 2 > max_length)
-            if too_long.size and not truncation:
-                i = int(too_long[0])
-                raise RandomMaskError(f"sequence {i} gives {n_tok[i] + 2} tokens, more than max_length "
-                                      f"{max_length}; shorten it or pass truncation=True")
-            n_tok = np.minimum(n_tok, max_length - 2)
-        width = max_length if padding == "max_length" else int(n_tok.max(initial=0)) + 2
+        n_tok, width = fit_lengths(np.array([len(e.ids) for e in encs], dtype=np.int64), max_length, truncation,
+                                   padding)
         b = len(encs)
         ids = np.full((b, width), self.pad_id, dtype=np.int32)
         for r, (e, n) in enumerate(zip(encs, n_tok, strict=True)):

@@ -42,7 +42,15 @@ import numpy as np
 from randommask.alphabet import BASES, N_CODE
 from randommask.bpe import BpeTokenizer
 from randommask.errors import RandomMaskError
-from randommask.tokens import SPECIAL_TOKENS, Encoding, Tokenizer, code_matrix, special_columns, uniform_loss
+from randommask.tokens import (
+    SPECIAL_TOKENS,
+    Encoding,
+    Tokenizer,
+    code_matrix,
+    fit_lengths,
+    special_columns,
+    uniform_loss,
+)
 
 __all__ = ["SPECIAL_TOKENS", "TOKENIZERS", "BpeTokenizer", "Encoding", "KmerTokenizer", "Tokenizer", "from_name",
            "from_spec", "kmer_values", "uniform_loss"]
@@ -264,24 +272,9 @@ class KmerTokenizer:
         ``truncation`` is set, in which case its k-mers past the limit are dropped (from the 3' end).
         ``padding`` is "longest" (pad to the longest in the batch) or "max_length".
         """
-        if padding not in ("longest", "max_length"):
-            raise RandomMaskError(f"padding must be 'longest' or 'max_length', got {padding!r}")
-        if padding == "max_length" and max_length is None:
-            raise RandomMaskError("padding='max_length' needs max_length")
         codes, lengths = code_matrix(seqs)
         n_tok = np.where(lengths >= self.k, (lengths - self.k) // self.stride + 1, 0)
-        if max_length is not None:
-            if max_length < 2:
-                raise RandomMaskError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
-            too_long = np.flatnonzero(n_tok + 2 > max_length)
-            if too_long.size and not truncation:
-                i = int(too_long[0])
-                raise RandomMaskError(f"sequence {i} gives {n_tok[i] + 2} tokens, more than max_length "
-                                      f"{max_length}; shorten it or pass truncation=True")
-            n_tok = np.minimum(n_tok, max_length - 2)
-        width = int(n_tok.max(initial=0)) + 2
-        if padding == "max_length":
-            width = max_length
+        n_tok, width = fit_lengths(n_tok, max_length, truncation, padding)
         return self._assemble(codes, n_tok, width)
 
     def encode(self, seq: str | np.ndarray, max_length: int | None = None, truncation: bool = False) -> Encoding:

@@ -62,6 +62,26 @@ class Encoding:
 
 
 
+def fit_lengths(n_tok: np.ndarray, max_length: int | None, truncation: bool, padding: str) -> tuple[np.ndarray, int]:
+    """The length rules every tokenizer's ``encode_batch`` follows: ordinary tokens per row once ``max_length``
+    (which counts [CLS] and [SEP]) is applied (a longer row is an error, or cut at its 3' end with
+    ``truncation``), and the padded width ("longest" row, or ``max_length``)."""
+    if padding not in ("longest", "max_length"):
+        raise RandomMaskError(f"padding must be 'longest' or 'max_length', got {padding!r}")
+    if padding == "max_length" and max_length is None:
+        raise RandomMaskError("padding='max_length' needs max_length")
+    if max_length is not None:
+        if max_length < 2:
+            raise RandomMaskError(f"max_length must be at least 2 ([CLS] and [SEP]), got {max_length}")
+        too_long = np.flatnonzero(n_tok + 2 > max_length)
+        if too_long.size and not truncation:
+            i = int(too_long[0])
+            raise RandomMaskError(f"sequence {i} gives {n_tok[i] + 2} tokens, more than max_length "
+                                  f"{max_length}; shorten it or pass truncation=True")
+        n_tok = np.minimum(n_tok, max_length - 2)
+    return n_tok, (max_length if padding == "max_length" else int(n_tok.max(initial=0)) + 2)
+
+
 def code_matrix(seqs: Sequence[str] | Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Padded [B, Lmax] uint8 base codes (padding is N_CODE) and the lengths."""
     if len(seqs) == 0:
