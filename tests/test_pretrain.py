@@ -316,3 +316,20 @@ def test_interleaved_long_steps_start_at_long_from():
                                                                  "long_every": 5, "long_from": 0.5}})
     assert [s for s in range(40) if pt.long_step(cfg, s)] == [24, 29, 34, 39]
     assert pt.long_kinds(cfg) == ["long"]
+
+
+def test_the_regular_windows_loss_is_logged_apart_from_the_long_steps(tmp_path):
+    """With longer-window steps, ``loss_short`` is the loss of the regular steps alone: equal to ``loss`` on a
+    line that holds only regular steps, absent on one that holds only a long step, and between on a mix."""
+    pt.pretrain(tiny(tmp_path / "r", steps=6, log_interval=1, eval_interval=6, save_interval=6,
+                     masking={"strategy": "bert"}, data={"max_tokens": 32, "long_max_tokens": 64, "long_every": 3}))
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["step"] % 3 == 0:  # steps 3 and 6 (0-based 2 and 5) are the long ones
+            assert "loss_short" not in line
+        else:
+            assert line["loss_short"] == pytest.approx(line["loss"])
+    pt.pretrain(tiny(tmp_path / "m", steps=6, log_interval=3, eval_interval=6, save_interval=6,
+                     masking={"strategy": "bert"}, data={"max_tokens": 32, "long_max_tokens": 64, "long_every": 3}))
+    mixed = [json.loads(x) for x in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines()]
+    assert all("loss_short" in x and x["loss_short"] != x["loss"] for x in mixed)

@@ -597,6 +597,8 @@ class Window:
     correct: float = 0.0
     masked: float = 0.0
     tokens: float = 0.0
+    short_loss: float = 0.0  # the short-window steps' alone: longer windows train later positions, whose
+    short_masked: float = 0.0  # loss stays higher for longer, so the mixed figure hides the shortcut's progress
     t0: float = field(default_factory=time.perf_counter)
 
 
@@ -623,6 +625,9 @@ def forward_backward(t: Training, it: Iterator[dict], step: int, window: Window)
             if not torch.isfinite(out.loss):
                 continue
             window.loss += float(out.loss.detach()) * int(n)
+            if long_step(cfg, step) is None:
+                window.short_loss += float(out.loss.detach()) * int(n)
+                window.short_masked += int(n)
             window.correct += int((out.logits.argmax(-1) == labels[labels != IGNORE_INDEX]).sum())
             window.masked += int(n)
             window.tokens += int(am_cpu.sum())
@@ -658,16 +663,19 @@ def log_window(t: Training, step: int, info: dict, window: Window) -> dict[str, 
     """One metrics.jsonl line: the window's figures summed over ranks, with the held-out evaluation when
     it is due (masked as training masks at the step just taken)."""
     cfg = t.cfg
-    stats = torch.tensor([window.loss, window.correct, window.masked, window.tokens], dtype=torch.float64)
+    stats = torch.tensor([window.loss, window.correct, window.masked, window.tokens, window.short_loss,
+                          window.short_masked], dtype=torch.float64)
     if t.d.world > 1:
         stats = stats.to(t.device)
         dist.all_reduce(stats)
         stats = stats.cpu()
-    wl, wc, wm, wt = stats.tolist()
+    wl, wc, wm, wt, sl, sm = stats.tolist()
     elapsed = time.perf_counter() - window.t0
     last = {"step": step, "loss": wl / max(wm, 1), "acc": wc / max(wm, 1), "phase": info["phase"],
             "width_min": info["width_min"], "width_max": info["width_max"],
             "lr": t.sched.get_last_lr()[0], "tokens_per_s": wt / max(elapsed, 1e-9)}
+    if long_kinds(cfg) and sm > 0:  # a run with longer windows: the loss of its regular windows alone
+        last["loss_short"] = sl / sm
     if (step % cfg.eval_interval == 0 or step == cfg.steps) and t.d.main:
         last.update(evaluate(t.model, t.eval_encs, t.tokenizer, cfg.masking, step - 1, cfg.seed, t.device,
                              t.autocast))

@@ -63,8 +63,9 @@ def pretrain_summary(run: Path) -> dict[str, Any] | None:
     # The held-out windows have the short length only; the training loss also averages the long-window steps,
     # whose far positions are learnt later, so it lags the held-out loss (both are reported).
     below_eval = next((r["step"] for r in rows if r.get("eval_loss", math.inf) < REGIME), None)
+    below_short = next((r["step"] for r in rows if r.get("loss_short", math.inf) < REGIME), None)
     return {"steps_done": rows[-1]["step"], "planned": cfg.get("steps"), "loss": rows[-1]["loss"],
-            "step_below_2": below, "eval_below_2": below_eval,
+            "step_below_2": below, "eval_below_2": below_eval, "short_below_2": below_short,
             "eval_loss": next((r["eval_loss"] for r in reversed(rows) if "eval_loss" in r), None),
             "tokens_per_step": per_step,
             "curve": [(r["step"] * per_step, r["loss"]) for r in rows],
@@ -249,7 +250,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
                    else "no" if m["steps_done"] >= half else "not yet known")
         ev = m["eval_below_2"]
         L.append(f"- {name}: training loss below 2 at step {below if below is not None else 'never (so far)'}, "
-                 f"held-out loss at step {ev if ev is not None else 'never (so far)'} (half: {half}); "
+                 f"held-out loss at step {ev if ev is not None else 'never (so far)'}"
+                 + (f", training loss of the regular (short-window) steps at step {m['short_below_2']}"
+                    if m.get("short_below_2") is not None else "") + f" (half: {half}); "
                  f"{m['steps_done']} of {m['planned']} steps done, training loss {m['loss']:.3f}"
                  + (f", held-out {m['eval_loss']:.3f}" if m["eval_loss"] is not None else "") + f" -> **{verdict}**.")
     # --- central figure
