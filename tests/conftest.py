@@ -15,6 +15,18 @@ from skip_guard import (  # noqa: F401  (pytest hooks: a skip for any reason but
 )
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: on a shared 2-core machine two threads are many times slower than one
+    for the tiny models these tests train."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory) -> Path:
     from randommask.pretrain import load_config, pretrain

@@ -27,15 +27,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    # Two threads on a shared 2-core machine are many times slower than one for these tiny models.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
 def analysed(tmp_path_factory, one_thread):
     from randommask.analysis.report import AnalyzeConfig, analyze
     from randommask.pretrain import load_config, pretrain

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from bpe_fixtures import bpe_run, small_bpe
 from randommask.bpe import BpeTokenizer
@@ -21,15 +20,6 @@ from randommask.inference import EmbedConfig, PredictConfig, WindowPlan, embed, 
 from realdata import GENOME, GUE
 
 PROM = GUE / "prom" / "prom_core_all"  # 70-nt promoter cores, 200 rows a split
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    # The machine is shared: one thread is faster than two for these tiny models.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")
