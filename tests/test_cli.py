@@ -55,3 +55,9 @@ def test_field_docs_sources() -> None:
     assert field_docs(MaskingConfig)["k"].startswith("k-mer length")
     assert field_docs(BenchmarkConfig)["learning_rate"].startswith("peak learning rate")  # inherited
 
+
+
+def test_a_command_group_alone_prints_its_own_help(capsys) -> None:
+    assert main(["tokenizer"]) == 2
+    out = capsys.readouterr().out
+    assert "usage: randommask tokenizer" in out and "train" in out and "pretrain" not in out

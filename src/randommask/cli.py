@@ -42,6 +42,7 @@ def build_parser(commands: list[Command]) -> argparse.ArgumentParser:
             group, name = cmd.name.split(" ", 1)
             if group not in groups:
                 gp = sub.add_parser(group, help=f"{group} commands", description=f"{group} commands")
+                gp.set_defaults(_group_parser=gp)  # `randommask tokenizer` alone prints the group's help
                 groups[group] = gp.add_subparsers(dest=f"{group}_command", metavar="COMMAND")
             where = groups[group]
         p = where.add_parser(name, help=cmd.help, description=cmd.help)
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(cmds)
     ns = parser.parse_args(argv)
     if not getattr(ns, "_command", None):
-        parser.print_help()
+        (getattr(ns, "_group_parser", None) or parser).print_help()
         return 2
     cmd: Command = ns._command
     try:
