@@ -317,8 +317,10 @@ class SplitCache:
         return task
 
     def encode(self, tokenizer: Tokenizer, split: Split, max_length: int) -> Encoded:
-        key = (tokenizer.name, tuple(tokenizer.vocab[:8]), max_length, str(split.source), len(split),
-               hash(split.rows.tobytes()))
+        # The tokenizer's whole identity (its spec and vocabulary: two BPE vocabularies of one size share a
+        # name), the length, and which rows of which file.
+        key = (hash((json.dumps(tokenizer.spec, sort_keys=True, default=str), tuple(tokenizer.vocab))), max_length,
+               str(split.source), len(split), hash(split.rows.tobytes()))
         if key not in self.encoded:
             self.encoded[key] = encode_split(tokenizer, split, max_length)
         return self.encoded[key]
