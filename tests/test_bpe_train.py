@@ -50,6 +50,14 @@ def test_report_gives_the_held_out_compression_and_time(trained, tmp_path):
     assert report["heldout"]["bases_per_token"] > 2  # merges did something on human DNA
 
 
+def test_a_genome_too_short_for_the_windows_is_named_in_one_line(tmp_path, capsys):
+    fasta = tmp_path / "short.fa"
+    fasta.write_text(">a\nACGTACGTAC\n")
+    assert cli_main(["tokenizer", "train", str(fasta), "--out", str(tmp_path / "t"), "--progress", "false"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{fasta}:" in err and "--window-nt" in err
+
+
 def test_refuses_to_overwrite_and_bad_sizes_in_one_line(trained, capsys):
     for args, words in ((["--store", "x", str(GENOME)], "one of them"),
                         (["--vocab-size", "8", str(GENOME)], "below the alphabet"),

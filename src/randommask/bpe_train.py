@@ -66,7 +66,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
                 if not Path(f).exists():
                     raise RandomMaskError(f"{f}: FASTA file not found")
             store = prepare([Path(f) for f in cfg.fasta], Path(tmp) / "genome", progress=cfg.progress)
-        report = _learn(cfg, store)
+        report = _learn(cfg, store, cfg.store or ", ".join(cfg.fasta))
     try:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / TOKENIZER_FILE, report.pop("json"))
@@ -81,9 +81,12 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> dict:
     return report
 
 
-def _learn(cfg: TokenizerTrainConfig, store: GenomeStore) -> dict:
-    sampler = WindowSampler(store, SamplerConfig(window_nt=cfg.window_nt, short_prob=0.0, seed=cfg.seed,
-                                                 max_n_fraction=cfg.max_n_fraction), "train")
+def _learn(cfg: TokenizerTrainConfig, store: GenomeStore, source: str) -> dict:
+    try:
+        sampler = WindowSampler(store, SamplerConfig(window_nt=cfg.window_nt, short_prob=0.0, seed=cfg.seed,
+                                                     max_n_fraction=cfg.max_n_fraction), "train")
+    except RandomMaskError as e:  # named after the input, not the temporary store it was prepared into
+        raise RandomMaskError(f"{source}: {str(e).split(': ', 1)[-1]}; try a smaller --window-nt") from None
     windows = [sampler.draw(sampler.global_index(i)) for i in range(cfg.windows)]
     start = time.perf_counter()
     text = train_bpe((p for w in windows for p in acgt_pieces(w)), cfg.vocab_size)
