@@ -44,7 +44,7 @@ from typing import Any
 
 from randommask import checkpoint as ckpt
 from randommask.bpe import REPORT_FILE
-from randommask.replication_report import MAIN_ARMS, bases_per_token, write_report
+from randommask.replication_report import MAIN_ARMS, bases_per_token, bpe_folder, write_report
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,6 @@ def arms_of(p: dict[str, Any]) -> dict[str, Arm]:
         arms["bpe-bert"] = Arm("bpe-bert", {"strategy": "bert"}, other, f"BPE ({p.get('bpe_vocab_size', 4096):,} "
                                "tokens, DNABERT-2's tokenizer) with BERT's masking", tokenizer="bpe")
     return arms
-
-
-def bpe_folder(root: Path) -> Path:
-    """Where the study keeps its BPE vocabulary (one for every BPE unit; `replication_report` reads it there)."""
-    return root / "tokenizer"
 
 
 def learn_bpe(p: dict[str, Any], root: Path, data: dict[str, Any], progress: bool) -> Path:

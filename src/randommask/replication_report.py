@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from randommask.bpe import REPORT_FILE
 from randommask.files import atomic_write_text
 
 MAIN_ARMS = ("ov-dnabert", "ov-randommask")  # the comparison the study is for (randommask.replication)
@@ -30,9 +31,14 @@ DEV_CURVE_TASKS = ("prom/prom_core_all", "tf/0", "mouse/0")  # one task per grou
 
 
 # ------------------------------------------------------------------------------------------ reading
+def bpe_folder(root: Path) -> Path:
+    """Where the study keeps its BPE vocabulary (one for every BPE unit)."""
+    return root / "tokenizer"
+
+
 def bases_per_token(root: Path) -> float | None:
-    """The study BPE vocabulary's held-out compression (``OUT/tokenizer/tokenizer-report.json``), if learnt."""
-    report = root / "tokenizer" / "tokenizer-report.json"
+    """The study BPE vocabulary's held-out compression (its ``tokenizer-report.json``), once it is learnt."""
+    report = bpe_folder(root) / REPORT_FILE
     if not report.is_file():
         return None
     return float(json.loads(report.read_text())["heldout"]["bases_per_token"])
