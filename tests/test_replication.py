@@ -192,6 +192,58 @@ def test_fine_tuning_units_resume_and_skip(unit, capsys):
     assert [r.stat().st_mtime_ns for r in results] == stamp
 
 
+# ------------------------------------------------------------------------------------------ EMP continuation
+def test_emp_continuation_starts_from_the_end_checkpoint_on_long_windows(unit, tmp_path, capsys):
+    import shutil
+
+    from randommask.checkpoint import open_run
+
+    p0, _, u = unit
+    p = {**p0, "emp_tasks": ["EMP/H3"], "emp_steps": 3, "emp_batch_size": 2, "emp_max_tokens": 64, "emp_lr": 1e-12,
+         "emp_warmup_steps": 0}
+    arms = replication.arms_of(p)
+    assert replication.emp_pretrain_unit(p, arms["ov-dnabert"], 0, tmp_path, u["data"], "cpu", False) is None
+    assert "the EMP continuation waits" in capsys.readouterr().out  # no main unit yet: nothing runs
+    shutil.copytree(u["run"], tmp_path / "pretrain" / "ov-dnabert.s0")
+    run = replication.emp_pretrain_unit(p, arms["ov-dnabert"], 0, tmp_path, u["data"], "cpu", False)
+    assert run == tmp_path / "pretrain" / "ov-dnabert.s0.emp"
+    cont, source = open_run(run), open_run(u["run"] / "checkpoints" / f"step-{p['steps']}.pt")
+    assert cont.step == 3 and cont.config["batch_size"] == 2 and cont.config["data"]["max_tokens"] == 64
+    assert cont.config["optim"]["lr"] == 1e-12 and cont.config["masking"]["strategy"] == "dnabert"
+    # At a learning rate of 1e-12 the continued weights are the main unit's end weights: it started from them.
+    for name, w in source.model_state.items():
+        assert torch.allclose(cont.model_state[name], w, atol=1e-7), name
+    # The EMP fine-tunes start from the continuation; the short tasks from the main unit's checkpoints.
+    plan = replication.finetune_plan(p, tmp_path)
+    emp = [x for x in plan if x.get("emp") and x["arm"] == "ov-dnabert" and x["pretrain_seed"] == 0]
+    assert [x["model"] for x in emp] == [run / "checkpoints" / "step-3.pt"]
+    assert all(f"pretrain/ov-dnabert.s{x['pretrain_seed']}/" in str(x["model"]) for x in plan
+               if x["arm"] == "ov-dnabert" and not x.get("emp"))
+    assert "ov-dnabert.s0.emp" in replication.pretrain_units(p, tmp_path)
+    before = (run / "metrics.jsonl").read_text()
+    replication.emp_pretrain_unit(p, arms["ov-dnabert"], 0, tmp_path, u["data"], "cpu", False)  # done: skipped
+    assert (run / "metrics.jsonl").read_text() == before
+    write_report(p, tmp_path, "abc", arms, replication.pretrain_units(p, tmp_path), plan)
+    report = (tmp_path / "report.md").read_text()
+    assert "- ov-dnabert.s0.emp: " in report and "on 64-token windows at step 3 of 3" in report
+    assert "ov-dnabert.s0.emp: training loss" not in report  # not a regime line: not a main unit
+
+
+def test_emp_continuation_keeps_each_arm_s_end_masking():
+    p = {**PRESETS["cpu-replication"]}
+    arms = replication.arms_of(p)
+    cfg = {a: replication.emp_pretrain_config(p, arms[a], 1, Path("out/pretrain/x.emp"), {"store": "s"}, "cpu",
+                                              False) for a in ("ov-dnabert", "ov-randommask")}
+    assert cfg["ov-dnabert"]["masking"] == {"strategy": "dnabert"}
+    # RandomMask continues at its last phase (the widths it ended the main run with), not from its first.
+    assert cfg["ov-randommask"]["masking"] == {"strategy": "randommask", "curriculum": False}
+    assert arms["ov-randommask"].masking == {"strategy": "randommask"}  # the arm itself is untouched
+    for c in cfg.values():
+        assert c["seed"] == 1 and c["data"]["max_tokens"] == 512
+        assert c["batch_size"] * c["data"]["max_tokens"] == p["batch_size"] * p["max_tokens"]  # tokens a step
+    assert not replication.has_emp_continuation(p, "ov-bert")  # only the main arms are fine-tuned on EMP
+
+
 # ------------------------------------------------------------------------------------------ statistics, report
 def test_holm_adjustment_on_a_known_case():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
@@ -256,6 +308,66 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
     assert (tmp_path / "replication.png").exists()
     end = [c for c in summary["curve"]["ov-randommask"] if c[0] == p["steps"]][0]
     assert end[3] == 6  # 2 pre-training seeds x 3 fine-tuning seeds, every task finished
+
+
+def test_report_checks_the_ranking_under_longer_fine_tuning(tmp_path):
+    p = tiny_preset(arms=["ov-dnabert", "ov-randommask"], tasks=["prom/prom_core_all", "tf/0"],
+                    long_check_tasks=["prom/prom_core_all", "tf/0"])
+    plan = replication.finetune_plan(p, tmp_path)
+    longer = [u for u in plan if u.get("long")]
+    assert [(u["arm"], u["pretrain_seed"], u["step"], u["seeds"]) for u in longer] == [
+        ("ov-dnabert", 0, p["steps"], 1), ("ov-randommask", 0, p["steps"], 1)]
+    assert all(u["folder"].name == f"step-{p['steps']}-long" for u in longer)
+    end = {u["arm"]: u["folder"] for u in plan if u["step"] == p["steps"] and u["pretrain_seed"] == 0
+           and not u.get("long") and not u.get("emp")}
+    # prom: RandomMask ahead in both; tf/0: ahead in the study's run, behind in the longer one.
+    for task, (rm, dn, rm_long, dn_long) in {"prom/prom_core_all": (0.6, 0.5, 0.62, 0.55),
+                                             "tf/0": (0.4, 0.3, 0.41, 0.45)}.items():
+        _fake_run(end["ov-randommask"], task, 0, rm)
+        _fake_run(end["ov-dnabert"], task, 0, dn)
+        _fake_run(longer[1]["folder"], task, 0, rm_long)
+        _fake_run(longer[0]["folder"], task, 0, dn_long)
+    write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path), plan)
+    report = (tmp_path / "report.md").read_text()
+    assert "| prom/prom_core_all | 60.0 (8) | 50.0 (8) | +10.0 | 62.0 (8) | 55.0 (8) | +7.0 | yes |" in report
+    assert "| tf/0 | 40.0 (8) | 30.0 (8) | +10.0 | 41.0 (8) | 45.0 (8) | -4.0 | **no** |" in report
+    assert "the same under the longer run on 1 of 2 tasks" in report
+    # The longer runs are kept out of the study's own tables: the end point has one run per task and arm.
+    assert "| prom/prom_core_all | 50.0 ± 0.0 (1) | 60.0 ± 0.0 (1) |" in report
+
+
+def _pair(diffs: list[float], seeds: list[int]) -> dict:
+    by_a = {f"t{i}": [0.5 + d] for i, d in enumerate(diffs)}
+    pair = paired_tasks(by_a, {f"t{i}": [0.5] for i in range(len(diffs))})
+    return {**pair, "pretrain_seeds": seeds}
+
+
+def test_verdict_says_which_masking_is_ahead_and_what_is_ruled_out():
+    from randommask.replication_report import verdict_lines as verdict
+
+    p = {**PRESETS["cpu-replication"], "tasks": [f"t{i}" for i in range(9)]}
+    ahead = [0.03, 0.05, 0.02, 0.04, 0.06, 0.03, 0.05, 0.04, 0.02]
+    flat = [0.01, -0.02, 0.0, 0.015, -0.01, 0.02, -0.015, 0.005, -0.005]
+    text = "\n".join(verdict(p, {7000: None, 14000: _pair(flat, [0, 1]), 21000: _pair(ahead, [0, 1])}, {}))
+    assert "At 29 M tokens (33% of pre-training): not enough finished" in text
+    half = 100 * t_interval(flat)[1]
+    lo, hi = 100 * np.mean(flat) - half, 100 * np.mean(flat) + half
+    assert f"**no difference detected**: an effect beyond {max(abs(lo), abs(hi)):.1f} MCC" in text
+    assert ("At 86 M tokens (100% of pre-training): **RandomMask is ahead** (RandomMask minus DNABERT masking "
+            "+3.78") in text
+    assert "Which masking to use at this compute** (86 M tokens, a `tiny` model): use RandomMask." in text
+    assert "provisional" not in text
+    assert f"from {100 * np.mean(flat):+.2f} MCC (step 14000) to +3.78 (step 21000)" in text
+    # Reversed, on 7 tasks and one pre-training seed: DNABERT ahead, and marked as provisional.
+    behind = verdict(p, {21000: _pair([-d for d in ahead[:7]], [0])}, {})
+    assert any("**DNABERT's masking is ahead**" in x and "**provisional**: 7 of 9 tasks, 1 of 2 pre-training seeds"
+               in x for x in behind)
+    assert any("use DNABERT's masking (provisional" in x for x in behind)
+    # On 5 tasks the signed-rank test cannot go below 0.0625 however clear the interval: leaning, not established.
+    five = verdict(p, {21000: _pair([-d for d in ahead[:5]], [0, 1])}, {})
+    assert any("**leaning to DNABERT's masking, not established**" in x for x in five)
+    assert any("either (leaning to DNABERT's masking, not established)" in x for x in five)
+    assert any("not known yet" in x for x in verdict(p, {7000: _pair(ahead, [0])}, {}))
 
 
 # ------------------------------------------------------------------------------------------ the BPE arm

@@ -28,6 +28,11 @@ checkpoints at one third, two thirds and the end of pre-training (the others at 
 short GUE task with a train split, over several seeds: fine-tuning quality against pre-training
 compute, the paper's mechanism itself.
 
+The 500-bp EMP tasks start from each main unit's end checkpoint continued on 512-token windows (its own
+unit, ``pretrain/<arm>.s<seed>.emp``; see "EMP continuation" below). Whether a longer fine-tuning run
+would change the ranking is checked on one task per group (``finetune/<arm>.s<seed>/step-<end>-long``,
+every fine-tuning limit doubled).
+
 Every piece is its own resumable unit with its own folder: a pre-training run
 (``pretrain/<arm>.s<seed>``), and one fine-tune (``finetune/<arm>.s<seed>/<point>/<task>/seed-<n>``,
 through `randommask.evaluate.benchmark`, which skips finished task x seed pairs). A unit stopped at any
@@ -44,7 +49,7 @@ from typing import Any
 
 from randommask import checkpoint as ckpt
 from randommask.bpe import REPORT_FILE
-from randommask.replication_report import MAIN_ARMS, bases_per_token, bpe_folder, write_report
+from randommask.replication_report import EMP_SUFFIX, MAIN_ARMS, bases_per_token, bpe_folder, write_report
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,76 @@ def pretrain_unit(p: dict[str, Any], arm: Arm, seed: int, root: Path, data: dict
 
 
 def pretrain_units(p: dict[str, Any], root: Path) -> dict[str, Path]:
-    """Every pre-training unit's name and run folder."""
-    names = [unit_name(a.name, s) for a in arms_of(p).values() for s in a.seeds]
+    """Every pre-training unit's name and run folder (the EMP continuations after their main units)."""
+    names = []
+    for a in arms_of(p).values():
+        for s in a.seeds:
+            names.append(unit_name(a.name, s))
+            if has_emp_continuation(p, a.name):
+                names.append(emp_unit_name(a.name, s))
     return {name: root / "pretrain" / name for name in names}
+
+
+# ------------------------------------------------------------------------------------------ EMP continuation
+# The EMP tasks are 500 bp: ~500 overlapping 6-mers, so their models need position embeddings trained up to
+# 512. The main schedule's 512-token tail runs at the floor learning rate (a tenth of the peak), and measured on
+# ov-dnabert.s0 (docs/regime.md) that leaves positions 128-511 at near-uniform loss (7.1 nats against 1.8 below
+# 128) after its 2,100 steps. So the EMP models are the main units' end checkpoints continued on 512-token
+# windows at a raised learning rate: the same continuation for every arm, used by the EMP fine-tunes only.
+def has_emp_continuation(p: dict[str, Any], arm: str) -> bool:
+    return arm in MAIN_ARMS and bool(p.get("emp_tasks")) and p.get("emp_steps", 0) > 0
+
+
+def emp_unit_name(arm: str, seed: int) -> str:
+    return unit_name(arm, seed) + EMP_SUFFIX
+
+
+def emp_pretrain_config(p: dict[str, Any], arm: Arm, seed: int, run: Path, data: dict[str, Any], device: str,
+                        progress: bool) -> dict[str, Any]:
+    """The EMP continuation of one unit: ``emp_steps`` steps of ``emp_batch_size`` windows of ``emp_max_tokens``
+    tokens (as many tokens a step as the main run), warm-up to ``emp_lr`` and linear decay to zero, the arm's
+    masking as it was at the end of the main run (RandomMask's last phase: no curriculum)."""
+    masking = dict(arm.masking)
+    if masking.get("strategy") == "randommask":
+        masking["curriculum"] = False  # the widths the main run ended with, from the continuation's first step
+    steps = p["emp_steps"]
+    return {
+        "out_dir": str(run), "preset": p["model_preset"], "steps": steps, "batch_size": p["emp_batch_size"],
+        "seed": seed, "device": device, "progress": progress, "log_interval": p["log_interval"],
+        "eval_interval": max(1, steps // 6), "eval_windows": 64, "save_interval": max(1, steps // 3),
+        "keep_checkpoints": 0,
+        "data": {**data, "max_tokens": p["emp_max_tokens"]},
+        "optim": {"lr": p["emp_lr"], "warmup_steps": p["emp_warmup_steps"]},
+        "masking": masking,
+        "model": {"hidden_dropout": p["dropout"], "attention_dropout": p["dropout"]},
+        "tokenizer": f"bpe:{bpe_folder(run.parent.parent)}" if arm.tokenizer == "bpe" else arm.tokenizer,
+    }
+
+
+def emp_checkpoint(p: dict[str, Any], root: Path, arm: str, seed: int) -> Path:
+    """The checkpoint the EMP fine-tunes of one unit start from: its continuation's end (its own end without one)."""
+    if has_emp_continuation(p, arm):
+        return root / "pretrain" / emp_unit_name(arm, seed) / "checkpoints" / f"step-{p['emp_steps']}.pt"
+    return root / "pretrain" / unit_name(arm, seed) / "checkpoints" / f"step-{p['steps']}.pt"
+
+
+def emp_pretrain_unit(p: dict[str, Any], arm: Arm, seed: int, root: Path, data: dict[str, Any], device: str,
+                      progress: bool) -> Path | None:
+    """Continue one finished main unit for EMP, or resume it, or skip it when done; None while the main unit
+    has not finished."""
+    from randommask.pretrain import load_config, pretrain
+
+    source = root / "pretrain" / unit_name(arm.name, seed) / "checkpoints" / f"step-{p['steps']}.pt"
+    if not source.is_file():
+        print(f"== replication: {source} not there yet; the EMP continuation waits for it", flush=True)
+        return None
+    run = root / "pretrain" / emp_unit_name(arm.name, seed)
+    cfg = load_config(emp_pretrain_config(p, arm, seed, run, data, device, progress))
+    latest = ckpt.latest_checkpoint(run)
+    if latest is not None and ckpt.load_checkpoint(latest)["step"] >= p["emp_steps"]:
+        return run
+    pretrain(cfg, resume="auto", init_from=str(source))
+    return run
 
 
 def points(p: dict[str, Any], arm: str, root: Path) -> list[int]:
@@ -190,7 +262,15 @@ def finetune_plan(p: dict[str, Any], root: Path) -> list[dict[str, Any]]:
             if arm.name in MAIN_ARMS and p.get("emp_tasks"):
                 plan.append({"folder": root / "finetune" / unit / "emp", "arm": arm.name, "pretrain_seed": seed,
                              "step": p["steps"], "tasks": list(p["emp_tasks"]), "seeds": p["seeds"], "emp": True,
-                             "model": root / "pretrain" / unit / "checkpoints" / f"step-{p['steps']}.pt"})
+                             "model": emp_checkpoint(p, root, arm.name, seed)})
+    # Does a longer fine-tuning run change the ranking? Every limit doubled, one task per group, fine-tuning
+    # seed 0 of the main arms' first pre-training seed at the end (after every unit above).
+    for arm in [a for a in arms_of(p).values() if a.name in MAIN_ARMS and p.get("long_check_tasks")]:
+        unit = unit_name(arm.name, arm.seeds[0])
+        plan.append({"folder": root / "finetune" / unit / f"step-{p['steps']}-long", "arm": arm.name,
+                     "pretrain_seed": arm.seeds[0], "step": p["steps"], "tasks": list(p["long_check_tasks"]),
+                     "seeds": 1, "long": True,
+                     "model": root / "pretrain" / unit / "checkpoints" / f"step-{p['steps']}.pt"})
     plan.append({"folder": root / "finetune" / "scratch" / "short", "arm": "scratch", "pretrain_seed": None, "step": 0,
                  "tasks": list(p["tasks"]), "seeds": p["end_seeds"], "model": None})
     if p.get("emp_tasks"):
@@ -207,6 +287,9 @@ def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str
             "out_dir": str(unit["folder"])}
     if unit.get("emp"):
         data["max_steps"] = p["emp_max_steps"]
+    if unit.get("long"):
+        data.update(max_steps=p["long_check_max_steps"], patience=p["long_check_patience"],
+                    epochs=p["long_check_epochs"])
     if unit["model"] is None:
         data.update(from_scratch=True, tokenizer="kmer6", preset=p["model_preset"])
     else:
@@ -237,6 +320,9 @@ def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stag
                 if stage in ("pretrain", "all"):
                     print(f"== replication: pre-training {unit_name(a.name, seed)}", flush=True)
                     pretrain_unit(p, a, seed, root, data, device, progress)
+                    if has_emp_continuation(p, a.name):
+                        print(f"== replication: continuing {unit_name(a.name, seed)} for EMP", flush=True)
+                        emp_pretrain_unit(p, a, seed, root, data, device, progress)
                 if stage in ("finetune", "all"):
                     for unit in finetune_plan(p, root):
                         if unit["arm"] != a.name or unit["pretrain_seed"] != seed:

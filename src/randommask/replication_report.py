@@ -27,6 +27,7 @@ MAIN_ARMS = ("ov-dnabert", "ov-randommask")  # the comparison the study is for (
 
 ALPHA = 0.05
 REGIME = 2.0
+EMP_SUFFIX = ".emp"  # the EMP continuation of a pre-training unit (randommask.replication.emp_unit_name)
 DEV_CURVE_TASKS = ("prom/prom_core_all", "tf/0", "mouse/0")  # one task per group
 
 
@@ -87,7 +88,8 @@ def finetune_records(unit: dict[str, Any]) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError):
             continue  # being written: counted as unfinished
         out.append({"arm": unit["arm"], "pretrain_seed": unit["pretrain_seed"], "step": unit["step"],
-                    "emp": bool(unit.get("emp")), "task": r["task"], "seed": r["seed"], "mcc": r["test"]["mcc"],
+                    "emp": bool(unit.get("emp")), "long": bool(unit.get("long")), "task": r["task"],
+                    "seed": r["seed"], "mcc": r["test"]["mcc"],
                     "best_step": r["best"]["step"], "steps_run": r.get("steps_run"),
                     "wall_s": r.get("wall_time_s", 0.0), "metrics": path.parent / "metrics.jsonl"})
     return out
@@ -228,7 +230,8 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
         return points_of(plan, arm)
 
     s = collect(root, pretrain_units, plan)
-    recs = [r for r in s["records"] if not r["emp"]]
+    recs = [r for r in s["records"] if not r["emp"] and not r["long"]]
+    longer = [r for r in s["records"] if r["long"]]
     emp = [r for r in s["records"] if r["emp"]]
     tasks = list(p["tasks"])
     tokens_per_step = p["batch_size"] * p["max_tokens"]
@@ -246,7 +249,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     # --- regime
     L += ["## Regime: did DNABERT's masking learn the shortcut before half of pre-training?", ""]
     for name, m in s["pretrain"].items():
-        if not name.startswith("ov-dnabert"):
+        if not name.startswith("ov-dnabert") or name.endswith(EMP_SUFFIX):
             continue
         if m is None:
             L.append(f"- {name}: not started.")
@@ -296,9 +299,13 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     # --- the comparison
     L += ["", "## RandomMask against DNABERT's masking", ""]
     comparisons = 0
+    compared: dict[int, dict[str, Any] | None] = {}
     for step in points(p, "ov-dnabert"):
         a, b = _by(recs, arm="ov-randommask", step=step), _by(recs, arm="ov-dnabert", step=step)
-        pair = paired_tasks(a, b)
+        pair = compared[step] = paired_tasks(a, b)
+        if pair is not None:
+            pair["pretrain_seeds"] = sorted({r["pretrain_seed"] for r in recs if r["step"] == step
+                                             and r["arm"] in MAIN_ARMS})
         L.append(f"### Step {step} ({step * tokens_per_step / 1e6:.1f} M tokens)")
         L.append("")
         if pair is None:
@@ -321,6 +328,8 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
         L += ["### Pre-training seeds", "", *seeds_note, ""]
     L += [f"Comparisons made in this section: {comparisons} (a Welch test per task and one signed-rank test per "
           "step); per-task p-values are Holm-adjusted within a step, the across-task tests are not adjusted.", ""]
+    # --- verdict
+    L += ["## Verdict", "", *verdict_lines(p, compared, curve), ""]
     # --- ablations
     L += ["## Which part of RandomMask carries the effect (end of pre-training)", "",
           "| arm | what | mean MCC over tasks | against ov-randommask, paired by task |", "| --- | --- | ---: | --- |"]
@@ -343,6 +352,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
               "**Not comparable with published numbers** (the paper's 68.16, DNABERT's 49.10): this GUE copy has no "
               "EMP train split, so these models train on dev minus a seeded 10% held out for selection, and the "
               "model is 1M parameters pre-trained on one human chromosome. Compare them only with each other.", "",
+              *emp_continuation_note(p, s["pretrain"]),
               "| task | " + " | ".join(f"{a}.s{s}" for a in MAIN_ARMS for s in p["main_seeds"]) + " | scratch |",
               "| --- |" + " ---: |" * (len(MAIN_ARMS) * len(p["main_seeds"]) + 1)]
         for t in p["emp_tasks"]:
@@ -354,11 +364,14 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
             v = _by(emp, arm="scratch").get(t, [])
             cells.append(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "-")
             L.append(f"| {t} | " + " | ".join(cells) + " |")
-    # --- dev curves
+    # --- dev curves, and the longer runs
     dev_fig = draw_dev_curves(recs, root)
+    if dev_fig or longer:
+        L += ["", "## Fine-tuning until dev MCC plateaus", ""]
     if dev_fig:
-        L += ["", "## Fine-tuning until dev MCC plateaus", "",
-              f"![dev MCC during fine-tuning, one task per group]({dev_fig.name})"]
+        L.append(f"![dev MCC during fine-tuning, one task per group]({dev_fig.name})")
+    if longer:
+        L += ["", *longer_run_check(p, recs, longer)]
     # --- status
     L += ["", "## Units", "", "| unit | finished runs |", "| --- | ---: |"]
     for name, m in s["pretrain"].items():
@@ -380,6 +393,120 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=1, default=str))
     print(report, flush=True)
     return summary
+
+
+def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
+            curve: dict[str, list[tuple[int, float, float, int]]]) -> list[str]:
+    """The comparison in plain words: at each fine-tuned point, which masking is ahead (the across-task mean
+    difference's 95% interval excludes zero and the signed-rank test agrees at 0.05) or that none is, with the
+    size of effect the interval rules out; what the trend over pre-training says; where the evidence stops."""
+    tps = p["batch_size"] * p["max_tokens"]
+    main_seeds, n_tasks = len(p["main_seeds"]), len(p["tasks"])
+    lines, end = [], None
+    for step, pair in sorted(compared.items()):
+        where = f"At {step * tps / 1e6:.0f} M tokens ({step / p['steps']:.0%} of pre-training)"
+        if pair is None:
+            lines.append(f"- {where}: not enough finished fine-tuning runs to compare yet.")
+            continue
+        d, half = 100 * pair["mean_diff"], 100 * pair["ci"]
+        lo, hi = d - half, d + half
+        leader = "RandomMask" if lo > 0 else "DNABERT's masking" if hi < 0 else None
+        if leader and pair["wilcoxon_p"] < ALPHA:
+            what = f"**{leader} is ahead**"
+        elif leader:  # the t interval and the rank test disagree (with few tasks the rank test cannot reach 0.05)
+            what = (f"**leaning to {leader}, not established**: the 95% interval excludes zero but the signed-rank "
+                    "test does not confirm it")
+        else:
+            what = (f"**no difference detected**: an effect beyond {max(abs(lo), abs(hi)):.1f} MCC either way is "
+                    "ruled out at 95%" if not math.isnan(half) else "**no difference detected**")
+        seeds = pair.get("pretrain_seeds", [])
+        partial = [] if pair["tasks"] == n_tasks else [f"{pair['tasks']} of {n_tasks} tasks"]
+        if len(seeds) < main_seeds:
+            partial.append(f"{len(seeds)} of {main_seeds} pre-training seeds")
+        lines.append(f"- {where}: {what} (RandomMask minus DNABERT masking {d:+.2f} MCC, 95% interval {lo:+.2f} to "
+                     f"{hi:+.2f}, over {pair['tasks']} tasks; Wilcoxon p = {pair['wilcoxon_p']:.2g})"
+                     + (f"; **provisional**: {', '.join(partial)} so far" if partial else "") + ".")
+        if step == p["steps"]:
+            established = leader is not None and pair["wilcoxon_p"] < ALPHA
+            end = (leader, established, max(abs(lo), abs(hi)), bool(partial))
+    firsts = [(s, pr) for s, pr in sorted(compared.items()) if pr is not None]
+    if len(firsts) > 1:
+        (s0, a), (s1, b) = firsts[0], firsts[-1]
+        lines.append(f"- Over pre-training, the difference went from {100 * a['mean_diff']:+.2f} MCC (step {s0}) to "
+                     f"{100 * b['mean_diff']:+.2f} (step {s1}). The paper's mechanism predicts it to widen once "
+                     "DNABERT's masking has learnt the shortcut (it stops improving while RandomMask keeps learning).")
+    for arm in MAIN_ARMS:
+        pts = [(st, m) for st, m, _, n in curve.get(arm, []) if n and not math.isnan(m)]
+        if len(pts) > 1:
+            lines.append(f"- {arm}, mean MCC over tasks: " + ", ".join(f"{100 * m:.1f} at step {st}" for st, m in pts)
+                         + ".")
+    tokens = p["steps"] * tps
+    if end is None:
+        lines.append("- **Which masking to use: not known yet**; the end-of-pre-training comparison has not run.")
+    else:
+        leader, established, bound, partial = end
+        use = (f"use {leader}" if established else f"either (leaning to {leader}, not established)" if leader
+               else f"either: they do not differ by more than {bound:.1f} MCC here")
+        lines.append(f"- **Which masking to use at this compute** ({tokens / 1e6:.0f} M tokens, a "
+                     f"`{p['model_preset']}` model): {use}"
+                     + (" (provisional until every unit has finished)" if partial else "") + ".")
+    lines.append(f"- Where the evidence stops: a `{p['model_preset']}` model pre-trained on {tokens / 1e6:.0f} M "
+                 f"tokens of one human chromosome, about 1/{round(1e11 / tokens):,} of the paper's ~10^11 tokens, with "
+                 f"a fraction of its model's parameters; {n_tasks} short GUE tasks; EMP only under the fallback "
+                 "protocol (no train split here). Nothing here says what happens at the paper's scale.")
+    return lines
+
+
+def longer_run_check(p: dict[str, Any], recs: list[dict], longer: list[dict]) -> list[str]:
+    """The same fine-tunes (main arms, first pre-training seed, end, fine-tuning seed 0) with every limit
+    doubled: does RandomMask minus DNABERT masking keep its sign on each task?"""
+    def run(arm: str, task: str, pool: list[dict]) -> dict | None:
+        return next((r for r in pool if r["arm"] == arm and r["task"] == task and r["seed"] == 0
+                     and r["pretrain_seed"] == p["main_seeds"][0] and r["step"] == p["steps"]), None)
+
+    out = [f"Longer fine-tuning (at most {p['long_check_max_steps']} steps, {p['long_check_epochs']} epochs, "
+           f"patience {p['long_check_patience']}: every limit doubled) against the study's, fine-tuning seed 0 at "
+           "the end of pre-training; test MCC x 100 (steps run):", "",
+           "| task | ov-randommask | ov-dnabert | difference | longer: ov-randommask | longer: ov-dnabert | "
+           "difference | same sign |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    same = total = 0
+    for task in p["long_check_tasks"]:
+        cells = [run(a, task, pool) for pool in (recs, longer) for a in ("ov-randommask", "ov-dnabert")]
+        if any(c is None for c in cells):
+            out.append(f"| {task} | " + " | ".join("-" if c is None else f"{100 * c['mcc']:.1f} ({c['steps_run']})"
+                                                   for c in cells[:2]) + " | - | - | - | - | not finished |")
+            continue
+        d, dl = cells[0]["mcc"] - cells[1]["mcc"], cells[2]["mcc"] - cells[3]["mcc"]
+        total += 1
+        same += (d > 0) == (dl > 0)
+        out.append(f"| {task} | " + " | ".join(f"{100 * c['mcc']:.1f} ({c['steps_run']})" for c in cells[:2])
+                   + f" | {100 * d:+.1f} | " + " | ".join(f"{100 * c['mcc']:.1f} ({c['steps_run']})" for c in cells[2:])
+                   + f" | {100 * dl:+.1f} | {'yes' if (d > 0) == (dl > 0) else '**no**'} |")
+    if total:
+        out += ["", f"The ranking is the same under the longer run on {same} of {total} tasks."]
+    return out
+
+
+def emp_continuation_note(p: dict[str, Any], pre: dict[str, Any]) -> list[str]:
+    """What the EMP models were pre-trained on beyond the main run, and whether their far positions learnt:
+    the continuation's held-out loss on its long windows beside the main run's on its short ones."""
+    if not p.get("emp_steps"):
+        return []
+    out = [f"The EMP models are the main units' end checkpoints continued for {p['emp_steps']:,} steps of "
+           f"{p['emp_batch_size']} windows of {p['emp_max_tokens']} tokens (learning rate warmed up to "
+           f"{p['emp_lr']:g}, then decayed to zero; RandomMask at its last phase), so that the positions of a 500-bp "
+           "sequence are trained: the main run's 512-token tail, at a tenth of the peak learning rate, left positions "
+           "128-511 near the uniform loss (docs/regime.md). Held-out masked-token loss:", ""]
+    for name, m in pre.items():
+        if not name.endswith(EMP_SUFFIX):
+            continue
+        main = pre.get(name[: -len(EMP_SUFFIX)])
+        main_txt = f"{main['eval_loss']:.3f} on {p['max_tokens']}-token windows" if main and main["eval_loss"] else "-"
+        cont_txt = ("not started" if m is None else
+                    f"{m['eval_loss']:.3f} on {p['emp_max_tokens']}-token windows at step {m['steps_done']} of "
+                    f"{m['planned']}" if m["eval_loss"] is not None else f"step {m['steps_done']}, no evaluation yet")
+        out.append(f"- {name}: {cont_txt} (the main run's end: {main_txt})")
+    return [*out, ""]
 
 
 def _pretrain_seed_check(recs: list[dict], tasks: list[str], p: dict[str, Any]) -> list[str]:
@@ -432,7 +559,7 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
         top.text(0.5, 0.5, "no fine-tuning unit has finished yet", ha="center", va="center", transform=top.transAxes)
     top.set_title("Fine-tuning quality against pre-training compute")
     for name, m in s["pretrain"].items():
-        if m and name.startswith("ov-dnabert"):
+        if m and name.startswith("ov-dnabert") and not name.endswith(EMP_SUFFIX):
             x, y = zip(*m["curve"], strict=True)
             bottom.plot(np.array(x) / 1e6, y, label=f"{name} training loss")
             drawn = True

@@ -82,7 +82,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "bpe_windows": 200,
         "tasks": ["prom/prom_core_all", "tf/0"], "emp_tasks": ["EMP/H3"], "seeds": 3, "end_seeds": 3,
         "ft_max_steps": 12, "ft_max_train": 128, "ft_max_eval": 64, "ft_lr": 1e-3, "ft_warmup": 2, "ft_dropout": 0.1,
-        "ft_eval_steps": 4, "ft_patience": 2, "ft_select_dev": 32, "emp_max_steps": 6},
+        "ft_eval_steps": 4, "ft_patience": 2, "ft_select_dev": 32, "emp_max_steps": 6, "emp_steps": 4,
+        "emp_batch_size": 2, "emp_max_tokens": 128, "emp_lr": 1e-3, "emp_warmup_steps": 1,
+        "long_check_tasks": ["prom/prom_core_all"], "long_check_max_steps": 24, "long_check_patience": 4,
+        "long_check_epochs": 10},
     # The replication (randommask.replication): two CPU cores over several sessions. The fastest measured path to
     # the shortcut regime (docs/regime.md: 64-token windows, batch 64, learning rate 1.5e-3, no dropout). Longer
     # windows mixed in from step 0 slowed the shortcut down (held-out 5.4 against 4.2 at step 3,000, 512- or
@@ -104,7 +107,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "emp_tasks": ["EMP/H3", "EMP/H3K14ac", "EMP/H4"],
         "seeds": 3, "end_seeds": 5, "ft_max_steps": 1500, "ft_max_train": 0, "ft_max_eval": 0, "ft_lr": 5e-4,
         "ft_warmup": 50, "ft_dropout": 0.1, "ft_eval_steps": 100, "ft_patience": 4, "ft_select_dev": 1000,
-        "emp_max_steps": 600},
+        "emp_max_steps": 600,
+        # EMP's models: the end checkpoints continued on 512-token windows (randommask.replication, "EMP
+        # continuation"): the tail above, at the floor learning rate, leaves positions 128-511 untrained.
+        "emp_steps": 1500, "emp_batch_size": 8, "emp_max_tokens": 512, "emp_lr": 1e-3, "emp_warmup_steps": 100,
+        # Does a longer fine-tuning run change the ranking? One task per group, every limit doubled (steps,
+        # patience, and epochs: 10 is twice the most any of these groups trains for, TF-M's 5).
+        "long_check_tasks": ["prom/prom_core_all", "tf/0", "mouse/0"], "long_check_max_steps": 3000,
+        "long_check_patience": 8, "long_check_epochs": 10},
 }
 
 
