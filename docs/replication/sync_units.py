@@ -1,0 +1,37 @@
+"""Copy a study folder's small results into the repository (no checkpoints: the commit reproduces them).
+
+    python docs/replication/sync_units.py OUT DEST      # e.g. /work/study-runs/rep-a1c3d65 docs/replication/a1c3d65
+
+Copies, keeping the study's layout: each pre-training unit's config.yaml and metrics.jsonl, each finished
+fine-tune's results.json, metrics.jsonl and config.yaml (a run still going has no results.json and is skipped),
+and the report with its figures. Safe to rerun: files are overwritten with the study's current ones.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+out, dest = Path(sys.argv[1]), Path(sys.argv[2])
+copied = 0
+
+
+def copy(src: Path) -> None:
+    global copied
+    target = dest / src.relative_to(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, target)
+    copied += 1
+
+
+for unit in sorted((out / "pretrain").glob("*")):
+    for name in ("config.yaml", "metrics.jsonl"):
+        if (unit / name).is_file():
+            copy(unit / name)
+for results in sorted((out / "finetune").glob("**/seed-*/results.json")):
+    for name in ("results.json", "metrics.jsonl", "config.yaml"):
+        if (results.parent / name).is_file():
+            copy(results.parent / name)
+for name in ("report.md", "summary.json", "replication.png", "dev-curves.png", "tokenizer/tokenizer-report.json"):
+    if (out / name).is_file():
+        copy(out / name)
+print(f"copied {copied} files from {out} into {dest}")
