@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The replication's remaining units in priority order, as two queues, one per core (docs/findings.md,
+# "Compute plan"). Every line is resumable and skips what has finished, so rerunning a queue continues it.
+#
+#   WT=/work/wt-rep-b058b6e OUT=/work/study-runs/rep-a1c3d65 GUE=/work/shared/data/GUE \
+#     nohup bash docs/replication/a1c3d65/queue.sh 1 > q1.log 2>&1 &      # and the same with 2
+#
+# WT is a worktree of the study's commit with its own .venv (git worktree add $WT b058b6e; python -m venv
+# $WT/.venv; $WT/.venv/bin/pip install torch==2.13.0 -e $WT); on a new machine first
+# `$WT/.venv/bin/randommask prepare data/genomes/20.fa.gz --out /tmp/chr20` (the units reproduce bit for bit).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+: "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
+export OMP_NUM_THREADS=1 GUE
+study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --store /tmp/chr20 --gue "$GUE" \
+            --out "$OUT" --progress false "$@"; }
+seeds() { nice -n 5 "$WT/.venv/bin/python" "$here/finetune_seed_major.py" "$OUT" "$@"; }   # UNIT STEP: every task, seed by seed
+
+case "${1:?queue 1 or 2}" in
+  1)
+    seeds ov-randommask.s0 21000                                          # the end point, 9 tasks x 5 seeds
+    study --arm ov-dnabert --pretrain-seed 1 --stage pretrain             # the second pre-training seed (+ EMP)
+    seeds ov-dnabert.s1 21000
+    study --arm scratch --stage finetune                                  # the floor: 9 x 5, EMP 3 x 3
+    study --arm ov-randommask --pretrain-seed 0 --stage finetune          # 1/3, 2/3, EMP, the longer check
+    study --arm ov-randommask --pretrain-seed 1 --stage finetune
+    for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
+    ;;
+  2)
+    seeds ov-dnabert.s0 21000
+    study --arm ov-randommask --pretrain-seed 1 --stage pretrain
+    seeds ov-randommask.s1 21000
+    study --arm ov-dnabert --pretrain-seed 0 --stage finetune
+    study --arm ov-dnabert --pretrain-seed 1 --stage finetune
+    for arm in ov-bert rm-phases-2 rm-phases-10; do study --arm "$arm"; done
+    ;;
+  *) echo "queue.sh: give 1 or 2" >&2; exit 2 ;;
+esac
+study --report-only
