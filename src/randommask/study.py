@@ -109,8 +109,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ft_warmup": 50, "ft_dropout": 0.1, "ft_eval_steps": 100, "ft_patience": 4, "ft_select_dev": 1000,
         "emp_max_steps": 600,
         # EMP's models: the end checkpoints continued on 512-token windows (randommask.replication, "EMP
-        # continuation"): the tail above, at the floor learning rate, leaves positions 128-511 untrained.
-        "emp_steps": 1500, "emp_batch_size": 8, "emp_max_tokens": 512, "emp_lr": 1e-3, "emp_warmup_steps": 100,
+        # continuation"): the tail above, at the floor learning rate, leaves positions 128-511 untrained. 1,500
+        # steps trained them under DNABERT's masking but not under RandomMask's; 4,500 do (docs/regime.md).
+        "emp_steps": 4500, "emp_batch_size": 8, "emp_max_tokens": 512, "emp_lr": 1e-3, "emp_warmup_steps": 100,
         # Does a longer fine-tuning run change the ranking? One task per group, every limit doubled (steps,
         # patience, and epochs: 10 is twice the most any of these groups trains for, TF-M's 5).
         "long_check_tasks": ["prom/prom_core_all", "tf/0", "mouse/0"], "long_check_max_steps": 3000,
