@@ -22,6 +22,7 @@ case "${1:?queue 1 or 2}" in
     study --arm ov-dnabert --pretrain-seed 1 --stage pretrain             # the second pre-training seed (+ EMP)
     seeds ov-dnabert.s1 21000
     study --arm scratch --stage finetune                                  # the floor: 9 x 5, EMP 3 x 3
+    study --arm ov-randommask --pretrain-seed 0 --stage pretrain           # done: only its EMP continuation runs
     study --arm ov-randommask --pretrain-seed 0 --stage finetune          # 1/3, 2/3, EMP, the longer check
     study --arm ov-randommask --pretrain-seed 1 --stage finetune
     for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
@@ -30,6 +31,7 @@ case "${1:?queue 1 or 2}" in
     seeds ov-dnabert.s0 21000
     study --arm ov-randommask --pretrain-seed 1 --stage pretrain
     seeds ov-randommask.s1 21000
+    study --arm ov-dnabert --pretrain-seed 0 --stage pretrain              # done: only its EMP continuation runs
     study --arm ov-dnabert --pretrain-seed 0 --stage finetune
     study --arm ov-dnabert --pretrain-seed 1 --stage finetune
     for arm in ov-bert rm-phases-2 rm-phases-10; do study --arm "$arm"; done
