@@ -411,7 +411,8 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
         d, half = 100 * pair["mean_diff"], 100 * pair["ci"]
         lo, hi = d - half, d + half
         leader = "RandomMask" if lo > 0 else "DNABERT's masking" if hi < 0 else None
-        if leader and pair["wilcoxon_p"] < ALPHA:
+        established = leader is not None and pair["wilcoxon_p"] < ALPHA
+        if established:
             what = f"**{leader} is ahead**"
         elif leader:  # the t interval and the rank test disagree (with few tasks the rank test cannot reach 0.05)
             what = (f"**leaning to {leader}, not established**: the 95% interval excludes zero but the signed-rank "
@@ -427,7 +428,6 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
                      f"{hi:+.2f}, over {pair['tasks']} tasks; Wilcoxon p = {pair['wilcoxon_p']:.2g})"
                      + (f"; **provisional**: {', '.join(partial)} so far" if partial else "") + ".")
         if step == p["steps"]:
-            established = leader is not None and pair["wilcoxon_p"] < ALPHA
             end = (leader, established, max(abs(lo), abs(hi)), bool(partial))
     firsts = [(s, pr) for s, pr in sorted(compared.items()) if pr is not None]
     if len(firsts) > 1:
@@ -469,19 +469,20 @@ def longer_run_check(p: dict[str, Any], recs: list[dict], longer: list[dict]) ->
            "the end of pre-training; test MCC x 100 (steps run):", "",
            "| task | ov-randommask | ov-dnabert | difference | longer: ov-randommask | longer: ov-dnabert | "
            "difference | same sign |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    def cell(r: dict | None) -> str:
+        return "-" if r is None else f"{100 * r['mcc']:.1f} ({r['steps_run']})"
+
     same = total = 0
     for task in p["long_check_tasks"]:
         cells = [run(a, task, pool) for pool in (recs, longer) for a in ("ov-randommask", "ov-dnabert")]
         if any(c is None for c in cells):
-            out.append(f"| {task} | " + " | ".join("-" if c is None else f"{100 * c['mcc']:.1f} ({c['steps_run']})"
-                                                   for c in cells[:2]) + " | - | - | - | - | not finished |")
+            out.append(f"| {task} | {cell(cells[0])} | {cell(cells[1])} | - | - | - | - | not finished |")
             continue
         d, dl = cells[0]["mcc"] - cells[1]["mcc"], cells[2]["mcc"] - cells[3]["mcc"]
         total += 1
         same += (d > 0) == (dl > 0)
-        out.append(f"| {task} | " + " | ".join(f"{100 * c['mcc']:.1f} ({c['steps_run']})" for c in cells[:2])
-                   + f" | {100 * d:+.1f} | " + " | ".join(f"{100 * c['mcc']:.1f} ({c['steps_run']})" for c in cells[2:])
-                   + f" | {100 * dl:+.1f} | {'yes' if (d > 0) == (dl > 0) else '**no**'} |")
+        out.append(f"| {task} | {cell(cells[0])} | {cell(cells[1])} | {100 * d:+.1f} | {cell(cells[2])} | "
+                   f"{cell(cells[3])} | {100 * dl:+.1f} | {'yes' if (d > 0) == (dl > 0) else '**no**'} |")
     if total:
         out += ["", f"The ranking is the same under the longer run on {same} of {total} tasks."]
     return out
@@ -495,7 +496,8 @@ def emp_continuation_note(p: dict[str, Any], pre: dict[str, Any]) -> list[str]:
     out = [f"The EMP models are the main units' end checkpoints continued for {p['emp_steps']:,} steps of "
            f"{p['emp_batch_size']} windows of {p['emp_max_tokens']} tokens (learning rate warmed up to "
            f"{p['emp_lr']:g}, then decayed to zero; RandomMask at its last phase), so that the positions of a 500-bp "
-           "sequence are trained: the main run's 512-token tail, at a tenth of the peak learning rate, left positions "
+           f"sequence are trained: the main run's 512-token tail, at {p.get('min_lr_ratio', 0):g} of the peak learning "
+           "rate, left positions "
            "128-511 near the uniform loss (docs/regime.md). Held-out masked-token loss:", ""]
     for name, m in pre.items():
         if not name.endswith(EMP_SUFFIX):
