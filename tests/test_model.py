@@ -117,6 +117,35 @@ def test_sequence_classification_matches_hf() -> None:
     torch.testing.assert_close(a.loss, b.loss, atol=ATOL, rtol=0)
 
 
+def test_classifier_cls_only_last_layer_matches_full_layer() -> None:
+    """The classifier's last layer runs for [CLS] alone; the full layer (taken when hidden states are
+    asked for) gives the same logits and, in training without dropout, the same gradients."""
+    torch.manual_seed(3)
+    clf = BertForSequenceClassification(small_config(hidden_dropout=0.0, attention_dropout=0.0)).train()
+    ids, mask = batch(seed=3)
+    labels = torch.tensor([2, 0, 1])
+    grads = []
+    for full in (False, True):
+        clf.zero_grad()
+        out = clf(ids, attention_mask=mask, labels=labels, output_hidden_states=full)
+        out.loss.backward()
+        grads.append((out.logits.detach(), [p.grad.clone() for p in clf.parameters()]))
+    (fast_logits, fast_grads), (full_logits, full_grads) = grads
+    torch.testing.assert_close(fast_logits, full_logits, atol=ATOL, rtol=0)
+    for a, b in zip(fast_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+    # The encoder on its own: [CLS]'s states [B, H] and the same pooled output as the full path.
+    enc = clf.bert.eval()
+    with torch.no_grad():
+        whole = enc(ids, attention_mask=mask)
+        first = enc(ids, attention_mask=mask, cls_only=True)
+    assert first.last_hidden_state.shape == (3, 64)
+    torch.testing.assert_close(first.last_hidden_state, whole.last_hidden_state[:, 0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(first.pooler_output, whole.pooler_output, atol=ATOL, rtol=0)
+    with pytest.raises(ValueError, match="not both"):
+        enc(ids, query_subset=mask.bool(), cls_only=True)
+
+
 def test_output_attentions(mlm: BertForMaskedLM) -> None:
     hf = hf_twin(mlm, transformers.BertForMaskedLM, "eager")
     ids, mask = batch(seed=2)
