@@ -27,7 +27,7 @@ for unit in sorted((out / "pretrain").glob("*")):
     for name in ("config.yaml", "metrics.jsonl"):
         if (unit / name).is_file():
             copy(unit / name)
-for results in sorted((out / "finetune").glob("**/seed-*/results.json")):
+for results in sorted(out.glob("finetune*/**/seed-*/results.json")):  # finetune/ and archived ones
     for name in ("results.json", "metrics.jsonl", "config.yaml"):
         if (results.parent / name).is_file():
             copy(results.parent / name)
