@@ -178,13 +178,16 @@ def test_finetune_from_a_checkpoint_file_stops_at_a_plateau_and_scores_all_of_de
 
 def test_fine_tuning_units_resume_and_skip(unit, capsys):
     p, root, u = unit
-    p = {**p, "tasks": ["prom/prom_core_all"], "seeds": 3, "end_seeds": 3, "ft_max_steps": 4, "ft_eval_steps": 2}
+    p = {**p, "tasks": ["prom/prom_core_all"], "seeds": 3, "end_seeds": 3, "ft_max_steps": 4, "ft_eval_steps": 2,
+         "ft_epochs": 7}
     plan = [x for x in replication.finetune_plan(p, root) if x["arm"] == "ov-dnabert" and x["step"] == 2
             and x["pretrain_seed"] == 0]
     assert len(plan) == 1
     replication.finetune_unit(p, plan[0], str(GUE), "cpu", False)
     results = sorted(Path(plan[0]["folder"]).glob("runs/**/results.json"))
     assert len(results) == 3
+    # The study's epoch limit replaces the task group's DNABERT-2 default (CPD's 4).
+    assert {json.loads(r.read_text())["hparams"]["epochs"] for r in results} == {7.0}
     stamp = [r.stat().st_mtime_ns for r in results]
     capsys.readouterr()
     replication.finetune_unit(p, plan[0], str(GUE), "cpu", False)
@@ -334,6 +337,8 @@ def test_report_checks_the_ranking_under_longer_fine_tuning(tmp_path):
     assert "the same under the longer run on 1 of 2 tasks" in report
     # The longer runs are kept out of the study's own tables: the end point has one run per task and arm.
     assert "| prom/prom_core_all | 50.0 ± 0.0 (1) | 60.0 ± 0.0 (1) |" in report
+    # One run a side: no Welch test, said so rather than printed as nan.
+    assert "| tf/0 | 40.0 (1) | 30.0 (1) | +10.0 | - | - |" in report and "no Welch test" in report
 
 
 def _pair(diffs: list[float], seeds: list[int]) -> dict:

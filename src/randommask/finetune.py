@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from randommask import checkpoint as ckpt
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
-from randommask.files import atomic_write_text
+from randommask.files import atomic_write_text, folder_lock
 from randommask.metrics import classification_metrics
 from randommask.model import (
     BertForSequenceClassification,
@@ -432,13 +432,21 @@ def _log(path: Path, record: dict) -> None:
 def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCache | None = None) -> dict[str, Any]:
     """Fine-tune on one task, score the best-dev model on test once, write the run folder; returns results.
 
-    ``spec`` and ``cache`` let a benchmark open the model once and parse and tokenize each task once."""
+    ``spec`` and ``cache`` let a benchmark open the model once and parse and tokenize each task once. The run
+    folder is locked meanwhile (`folder_lock`): a second process on it (a unit started twice) stops with an error.
+    """
     cfg.validate()
     t0 = time.perf_counter()
-    spec = spec or resolve_model(cfg)
     cache = cache or SplitCache()
-    tok = spec.tokenizer
     task = cache.task(cfg.task, cfg.seed, cfg.dev_holdout)
+    out = Path(cfg.out_dir or f"runs/finetune/{_task_slug(task.name)}-seed{cfg.seed}")
+    with folder_lock(out, "fine-tuning run"):
+        return _finetune(cfg, spec or resolve_model(cfg), cache, task, out, t0)
+
+
+def _finetune(cfg: FinetuneConfig, spec: ModelSpec, cache: SplitCache, task: Task, out: Path,
+              t0: float) -> dict[str, Any]:
+    tok = spec.tokenizer
     full_sizes = {"train": len(task.train), "dev": len(task.dev), "test": len(task.test)}
     train = subsample(task.train, cfg.max_train_examples, cfg.seed, 1)
     dev = subsample(task.dev, cfg.max_eval_examples, cfg.seed, 2)
@@ -459,7 +467,6 @@ def finetune(cfg: FinetuneConfig, spec: ModelSpec | None = None, cache: SplitCac
     # token count is known only once encoded.
     longest = max(e.ids.shape[1] for e in (train_enc, dev_enc, test_enc))
 
-    out = Path(cfg.out_dir or f"runs/finetune/{_task_slug(task.name)}-seed{cfg.seed}")
     prepare_run_dir(out, cfg.model)
     save_yaml(cfg, out / "config.yaml")
     tok.save_vocab(out / "vocab.txt")

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from randommask import checkpoint as ckpt
 from randommask.config import from_dict, save_yaml, to_dict
 from randommask.errors import RandomMaskError
-from randommask.files import atomic_write_text
+from randommask.files import atomic_write_text, folder_lock
 from randommask.genome import GenomeStore, SamplerConfig, WindowSampler, held_out_windows, prepare
 from randommask.masking import IGNORE_INDEX, MaskingConfig, apply_mask, describe, eval_rng, masking_rng, plan
 from randommask.masking import strategy as mask_strategy
@@ -702,8 +702,15 @@ def pretrain(cfg: PretrainConfig, resume: bool | str = False, init_from: str | N
 
     ``resume``: False starts a run (refused where the folder has checkpoints), True continues from the
     latest checkpoint (there must be one), ``"auto"`` continues when there is one and starts otherwise.
+    The run folder is locked meanwhile (`folder_lock`): a second process on it stops with an error.
     """
     cfg.validate()
+    # Rank 0 alone holds the lock: under torchrun every rank shares the folder.
+    with folder_lock(Path(cfg.out_dir), "pre-training run", enabled=int(os.environ.get("RANK", "0")) == 0):
+        return _pretrain(cfg, resume, init_from)
+
+
+def _pretrain(cfg: PretrainConfig, resume: bool | str, init_from: str | None) -> dict[str, Any]:
     d = setup_distributed(cfg.device)
     device = pick_device(cfg.device)
     if device.type == "cuda" and d.world > 1:

@@ -237,10 +237,12 @@ def equal_bases_step(p: dict[str, Any], bases_per_token: float) -> int:
 def finetune_settings(p: dict[str, Any], gue: str, device: str, progress: bool) -> dict[str, Any]:
     """Fine-tuning settings shared by every fine-tune of the study: dev MCC scored every ``ft_eval_steps``
     on a seeded subset of dev, stopped when it has not improved for ``ft_patience`` evaluations (a plateau),
-    capped at ``ft_max_steps``; the best-dev model is scored once on all of dev and test."""
+    capped at ``ft_max_steps`` (and at ``ft_epochs`` where given, else the task group's DNABERT-2 epochs); the
+    best-dev model is scored once on all of dev and test."""
     return {"gue": gue, "device": device, "progress": progress, "learning_rate": p["ft_lr"],
             "warmup_steps": p["ft_warmup"], "dropout": p["ft_dropout"], "max_steps": p["ft_max_steps"],
             "eval_steps": p["ft_eval_steps"], "patience": p["ft_patience"], "select_dev_examples": p["ft_select_dev"],
+            **({"epochs": p["ft_epochs"]} if p.get("ft_epochs") else {}),
             **({"max_train_examples": p["ft_max_train"]} if p.get("ft_max_train") else {}),
             **({"max_eval_examples": p["ft_max_eval"]} if p.get("ft_max_eval") else {})}
 

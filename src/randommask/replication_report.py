@@ -106,6 +106,10 @@ def t_interval(values: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
 
 
+def _p(pvalue: float) -> str:
+    return "-" if math.isnan(pvalue) else f"{pvalue:.2g}"
+
+
 def welch(a: list[float], b: list[float]) -> float:
     from scipy import stats
 
@@ -244,8 +248,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
            if p.get("decay_fraction", 1.0) < 1.0 else "linear decay to zero") + "), dropout "
         f"{p['dropout']:g}. Fine-tuning: learning rate {p['ft_lr']:g}, dropout {p['ft_dropout']:g}, dev MCC every "
         f"{p['ft_eval_steps']} steps on {p['ft_select_dev']} seeded dev rows, stopped after {p['ft_patience']} "
-        f"evaluations without a better one or at {p['ft_max_steps']} steps; the best-dev model scored once on all "
-        "of test.", ""]
+        f"evaluations without a better one or at {p['ft_max_steps']} steps"
+        + (f" or {p['ft_epochs']:g} epochs" if p.get("ft_epochs") else " or the task group's DNABERT-2 epochs")
+        + "; the best-dev model scored once on all of dev and test.", ""]
     # --- regime
     L += ["## Regime: did DNABERT's masking learn the shortcut before half of pre-training?", ""]
     for name, m in s["pretrain"].items():
@@ -319,7 +324,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for t, pv, pa in zip(per_task, ps, adj, strict=True):
             L.append(f"| {t} | {100 * np.mean(a[t]):.1f} ({len(a[t])}) | {100 * np.mean(b[t]):.1f} ({len(b[t])}) | "
-                     f"{100 * pair['diffs'][t]:+.1f} | {pv:.2g} | {pa:.2g} |")
+                     f"{100 * pair['diffs'][t]:+.1f} | {_p(pv)} | {_p(pa)} |")
+        if any(math.isnan(pv) for pv in ps):
+            L += ["", "-: no Welch test, fewer than two fine-tuning runs on a side."]
         L += ["", f"Across {pair['tasks']} tasks, paired by task: RandomMask higher on {pair['wins']}; mean difference "
               f"**{100 * pair['mean_diff']:+.2f} MCC** (95% interval {100 * (pair['mean_diff'] - pair['ci']):+.2f} to "
               f"{100 * (pair['mean_diff'] + pair['ci']):+.2f}); Wilcoxon signed-rank p = {pair['wilcoxon_p']:.3g}.", ""]
