@@ -1,10 +1,11 @@
-"""The fine-tunes run before `cec79f9` against their reruns from it: same unit, checkpoint, task and seed.
+"""The fine-tunes of the earlier protocol against their reruns under the study's: same unit, checkpoint, task, seed.
 
-`cec79f9` computes the classifier's last layer for [CLS] alone: the same function, other dropout draws. Paired
-by (unit, step, task, seed), the test MCCs should differ by fine-tuning noise only (mean difference near zero)
-and the seconds per step should drop. Prints a markdown table and the summary:
+Earlier (`finetune-pre-cec79f9/`): at most 1,500 steps and DNABERT-2's per-group epochs, the full last layer.
+Now (`finetune/`, from `5bf4df4`): the dev plateau or 3,000 steps, no epoch limit, the last layer for [CLS]
+alone (the same function, other dropout draws). Paired by (unit, step, task, seed): what the longer fine-tuning
+does to the test MCC, and the seconds per step. Prints a markdown table and the summary:
 
-    python docs/replication/a1c3d65/compare_commits.py docs/replication/a1c3d65
+    python docs/replication/a1c3d65/compare_protocols.py docs/replication/a1c3d65
 """
 
 import json
@@ -32,7 +33,7 @@ for old_file in sorted(old_root.glob("**/seed-*/results.json")):
 if not rows:
     sys.exit(f"no fine-tune in {old_root} has a rerun in {new_root} yet")
 
-print("| unit | task | seed | test MCC before | from cec79f9 | difference | steps run | s/step before | s/step now |")
+print("| unit | task | seed | test MCC, earlier protocol | now | difference | steps run | s/step before | s/step now |")
 print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for r in rows:
     print(f"| {r['unit']} | {r['task']} | {r['seed']} | {r['old']:.2f} | {r['new']:.2f} | {r['new'] - r['old']:+.2f} "
@@ -45,9 +46,8 @@ if n > 1:
     sd = statistics.stdev(diffs)
     half = stats.t.ppf(0.975, n - 1) * sd / n**0.5
     p = stats.wilcoxon(diffs).pvalue if n >= 6 else float("nan")
-    print(f"{n} pairs: mean difference {mean:+.2f} MCC (95% {mean - half:+.2f} .. {mean + half:+.2f}), sd of the "
-          f"differences {sd:.2f} (two runs differing only by noise: sqrt(2) x the between-seed sd), "
-          f"signed-rank p = {p:.2f}")
+    print(f"{n} pairs: mean difference (now - earlier) {mean:+.2f} MCC (95% {mean - half:+.2f} .. {mean + half:+.2f}), "
+          f"sd of the differences {sd:.2f}, signed-rank p = {p:.2f}")
 else:
     print(f"1 pair: difference {mean:+.2f} MCC")
 speed = [r["old_s"] / r["new_s"] for r in rows]
