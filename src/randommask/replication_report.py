@@ -91,6 +91,7 @@ def finetune_records(unit: dict[str, Any]) -> list[dict[str, Any]]:
                     "emp": bool(unit.get("emp")), "long": bool(unit.get("long")), "task": r["task"],
                     "seed": r["seed"], "mcc": r["test"]["mcc"],
                     "best_step": r["best"]["step"], "steps_run": r.get("steps_run"),
+                    "plateau": r.get("stopped_at") is not None,
                     "wall_s": r.get("wall_time_s", 0.0), "metrics": path.parent / "metrics.jsonl"})
     return out
 
@@ -373,10 +374,11 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
             L.append(f"| {t} | " + " | ".join(cells) + " |")
     # --- dev curves, and the longer runs
     dev_fig = draw_dev_curves(recs, root)
-    if dev_fig or longer:
-        L += ["", "## Fine-tuning until dev MCC plateaus", ""]
+    ended = plateau_lines([r for r in s["records"] if not r["long"]])
+    if dev_fig or longer or ended:
+        L += ["", "## Fine-tuning until dev MCC plateaus", "", *ended]
     if dev_fig:
-        L.append(f"![dev MCC during fine-tuning, one task per group]({dev_fig.name})")
+        L += ["", f"![dev MCC during fine-tuning, one task per group]({dev_fig.name})"]
     if longer:
         L += ["", *longer_run_check(p, recs, longer)]
     # --- status
@@ -461,6 +463,25 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
                  f"tokens of one human chromosome, about 1/{round(1e11 / tokens):,} of the paper's ~10^11 tokens, with "
                  f"a fraction of its model's parameters; {n_tasks} short GUE tasks; EMP only under the fallback "
                  "protocol (no train split here). Nothing here says what happens at the paper's scale.")
+    return lines
+
+
+def plateau_lines(recs: list[dict]) -> list[str]:
+    """How the study's fine-tunes ended, by task: at their dev plateau (patience ran out), or at a limit with
+    the best dev MCC earlier (flat at the end), or at a limit with the best at the last evaluation (still rising:
+    not plateaued, the protocol's failure case)."""
+    by_task: dict[str, list[int]] = {}
+    for r in recs:
+        counts = by_task.setdefault(r["task"], [0, 0, 0])
+        counts[0 if r.get("plateau") else 2 if r["best_step"] == r["steps_run"] else 1] += 1
+    if not by_task:
+        return []
+    total = [sum(c[i] for c in by_task.values()) for i in range(3)]
+    lines = [f"How the {sum(total)} finished fine-tunes ended (every point and arm, the longer check aside): "
+             f"**{total[0]} at their dev plateau**, {total[1]} at a limit with their best dev MCC earlier, "
+             f"**{total[2]} at a limit still rising** (best dev MCC at the last evaluation: not plateaued).", "",
+             "| task | plateau | limit, flat | limit, still rising |", "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {t} | {c[0]} | {c[1]} | {c[2]} |" for t, c in sorted(by_task.items())]
     return lines
 
 

@@ -106,9 +106,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "mouse/3", "mouse/4"],
         "emp_tasks": ["EMP/H3", "EMP/H3K14ac", "EMP/H4"],
         # Fine-tuning ends at its dev plateau (4 evaluations without a better dev MCC) or at 3,000 steps, with no
-        # epoch limit (`ft_epochs` 100 never binds): under DNABERT-2's per-group epochs and a 1,500-step cap, 13 of
-        # the first 33 fine-tunes had their best dev MCC at their last evaluation, mouse/3 after only 300 steps
-        # and 3 evaluations (dev MCC still climbing; test MCC 25 and 58 across two seeds), docs/findings.md.
+        # epoch limit (`ft_epochs` 100 never binds): under DNABERT-2's per-group epochs and a 1,500-step cap, 12 of
+        # the first 33 fine-tunes had their best dev MCC at their last evaluation (10 reached a plateau), mouse/3
+        # after only 300 steps and 3 evaluations (dev MCC still climbing; test MCC 25 and 58 across two seeds).
         "seeds": 3, "end_seeds": 5, "ft_max_steps": 3000, "ft_epochs": 100, "ft_max_train": 0, "ft_max_eval": 0,
         "ft_lr": 5e-4, "ft_warmup": 50, "ft_dropout": 0.1, "ft_eval_steps": 100, "ft_patience": 4,
         "ft_select_dev": 1000, "emp_max_steps": 600,
