@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The replication's remaining units in priority order, as two queues, one per core (docs/findings.md,
+# The replication's remaining units in priority order (two pre-training seeds x three fine-tuning seeds at the
+# end point before the fourth and fifth fine-tuning seeds), as two queues, one per core (docs/findings.md,
 # "Compute plan"). Every line is resumable and skips what has finished, so rerunning a queue continues it.
 #
 #   WT=/work/wt-rep-5bf4df4 OUT=/work/study-runs/rep-a1c3d65 GUE=/work/shared/data/GUE \
@@ -18,9 +19,11 @@ seeds() { nice -n 5 "$WT/.venv/bin/python" "$here/finetune_seed_major.py" "$OUT"
 
 case "${1:?queue 1 or 2}" in
   1)
-    seeds ov-randommask.s0 21000                                          # the end point, 9 tasks x 5 seeds
+    seeds ov-randommask.s0 21000 0 2                                      # the end point, 9 tasks x seeds 0-2
     study --arm ov-dnabert --pretrain-seed 1 --stage pretrain             # the second pre-training seed (+ EMP)
-    seeds ov-dnabert.s1 21000
+    seeds ov-dnabert.s1 21000 0 2                                         # 2 pre-training x 3 fine-tuning seeds
+    seeds ov-randommask.s0 21000 3 4                                      # then the end point's seeds 3-4
+    seeds ov-dnabert.s1 21000 3 4
     study --arm scratch --stage finetune                                  # the floor: 9 x 5, EMP 3 x 3
     study --arm ov-randommask --pretrain-seed 0 --stage pretrain           # done: only its EMP continuation runs
     study --arm ov-randommask --pretrain-seed 0 --stage finetune          # 1/3, 2/3, EMP, the longer check
@@ -28,9 +31,11 @@ case "${1:?queue 1 or 2}" in
     for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
     ;;
   2)
-    seeds ov-dnabert.s0 21000
+    seeds ov-dnabert.s0 21000 0 2
     study --arm ov-randommask --pretrain-seed 1 --stage pretrain
-    seeds ov-randommask.s1 21000
+    seeds ov-randommask.s1 21000 0 2
+    seeds ov-dnabert.s0 21000 3 4
+    seeds ov-randommask.s1 21000 3 4
     study --arm ov-dnabert --pretrain-seed 0 --stage pretrain              # done: only its EMP continuation runs
     study --arm ov-dnabert --pretrain-seed 0 --stage finetune
     study --arm ov-dnabert --pretrain-seed 1 --stage finetune
