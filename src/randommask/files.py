@@ -64,7 +64,7 @@ def folder_lock(folder: Path, what: str, enabled: bool = True) -> Iterator[None]
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-        raise RandomMaskError(f"{folder}: cannot create {LOCK} ({e.strerror or e})") from None
+        raise RandomMaskError(f"{folder}: cannot write the run folder ({e.strerror or e})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
