@@ -73,6 +73,15 @@ def test_benchmark_on_gue_tasks_with_resume(pretrained, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "made with other settings (differs in: learning_rate)" in err[0]
 
+    # A run written before a setting existed (its config lacks the key) reads as that setting's default: kept.
+    done = out / "runs/prom/prom_core_all/seed-0/results.json"
+    old = json.loads(done.read_text())
+    assert old["config"].pop("min_steps") == 0
+    done.write_text(json.dumps(old))
+    assert main(argv(2)) == 0 and "4 already finished, 0 to run" in capsys.readouterr().out
+    assert main(argv(2, "--min-steps", "3")) == 2
+    assert "(differs in: min_steps)" in capsys.readouterr().err
+
 
 def _record(task: str, group: str, seed: int, mcc: float, fallback: bool = False) -> dict:
     return {"task": task, "group": group, "seed": seed, "fallback": fallback, "subsampled": False,

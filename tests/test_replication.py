@@ -162,6 +162,12 @@ def test_finetune_from_a_checkpoint_file_stops_at_a_plateau_and_scores_all_of_de
     # A learning rate of 1e-12 changes nothing: dev MCC never improves after the first evaluation, so two more
     # evaluations end the run (steps 2, 4, 6) instead of the 40 planned.
     assert res["stopped_at"] == 6 and res["steps_run"] == 6
+    # With min_steps, patience cannot end the run before that step (evaluations at 2, 4, ..., 10).
+    late = finetune(load_finetune_config({
+        "model": str(point), "task": str(GUE / "prom" / "prom_core_all"), "out_dir": str(tmp_path / "late"),
+        "progress": False, "learning_rate": 1e-12, "warmup_steps": 0, "max_steps": 40, "eval_steps": 2,
+        "patience": 2, "min_steps": 10, "select_dev_examples": 50, "device": "cpu", "save_model": False}))
+    assert late["stopped_at"] == 10 and late["best"]["step"] == 2
     assert res["best"]["selection_rows"] == 50
     # The reported dev score is the best model on every dev row, not on the 50 used for selection.
     state = ckpt.load_checkpoint(next((out / "checkpoints").glob("step-*.pt")))

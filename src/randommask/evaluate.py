@@ -97,8 +97,10 @@ def _settings(cfg: BenchmarkConfig) -> dict:
 
 
 def _differences(saved: dict, current: dict) -> list[str]:
+    # A key the saved config lacks (written before the setting existed) reads as the setting's default.
+    defaults = {f.name: f.default for f in fields(FinetuneConfig)}
     keys = sorted(set(saved) | set(current))
-    return [k for k in keys if k not in _RESUMABLE and saved.get(k) != current.get(k)]
+    return [k for k in keys if k not in _RESUMABLE and saved.get(k, defaults.get(k)) != current.get(k)]
 
 
 def _read_finished(path: Path, fcfg: FinetuneConfig, source: dict) -> dict | None:

@@ -104,6 +104,8 @@ class FinetuneSettings:
     max_length: int | None = None  # tokens per sequence, [CLS] and [SEP] included (None: from the task)
     eval_batch_size: int = 256  # sequences per evaluation batch (changes no result, only speed)
     patience: int | None = None  # stop after this many dev evaluations without a better dev MCC (None: never)
+    min_steps: int = 0  # patience cannot stop a run before this step: a small task's dev MCC can sit near
+    # zero for its first hundreds of steps before it starts to rise
     select_dev_examples: int | None = None  # dev rows scored during training to pick the best step (seeded
     # subset; None: all); the best model is then scored on all of dev and on test
     weight_decay: float = 0.01  # AdamW weight decay
@@ -129,6 +131,8 @@ class FinetuneSettings:
             if value is not None and value < (0 if name == "warmup_steps" else 1):
                 raise RandomMaskError(f"config: {name} must be at least {0 if name == 'warmup_steps' else 1}, "
                                       f"got {value}")
+        if self.min_steps < 0:
+            raise RandomMaskError(f"config: min_steps must be at least 0, got {self.min_steps}")
         for name in ("eval_batch_size", "log_interval"):
             if getattr(self, name) < 1:
                 raise RandomMaskError(f"config: {name} must be at least 1, got {getattr(self, name)}")
@@ -539,7 +543,7 @@ def _finetune(cfg: FinetuneConfig, spec: ModelSpec, cache: SplitCache, task: Tas
                 since_best += 1
             if bar:
                 bar.set_postfix_str(f"dev MCC {dev_m['mcc']:.3f} (best {best_mcc:.3f} @ {best_step})", refresh=False)
-            if cfg.patience is not None and since_best >= cfg.patience:
+            if cfg.patience is not None and since_best >= cfg.patience and step >= cfg.min_steps:
                 stopped_at = step  # dev MCC has plateaued: the rest of the schedule would not be selected
                 break
     if bar:

@@ -236,12 +236,13 @@ def equal_bases_step(p: dict[str, Any], bases_per_token: float) -> int:
 
 def finetune_settings(p: dict[str, Any], gue: str, device: str, progress: bool) -> dict[str, Any]:
     """Fine-tuning settings shared by every fine-tune of the study: dev MCC scored every ``ft_eval_steps``
-    on a seeded subset of dev, stopped when it has not improved for ``ft_patience`` evaluations (a plateau),
-    capped at ``ft_max_steps`` (and at ``ft_epochs`` where given, else the task group's DNABERT-2 epochs); the
-    best-dev model is scored once on all of dev and test."""
+    on a seeded subset of dev, stopped when it has not improved for ``ft_patience`` evaluations (a plateau; not
+    before ``ft_min_steps``), capped at ``ft_max_steps`` (and at ``ft_epochs`` where given, else the task group's
+    DNABERT-2 epochs); the best-dev model is scored once on all of dev and test."""
     return {"gue": gue, "device": device, "progress": progress, "learning_rate": p["ft_lr"],
             "warmup_steps": p["ft_warmup"], "dropout": p["ft_dropout"], "max_steps": p["ft_max_steps"],
             "eval_steps": p["ft_eval_steps"], "patience": p["ft_patience"], "select_dev_examples": p["ft_select_dev"],
+            **({"min_steps": p["ft_min_steps"]} if p.get("ft_min_steps") else {}),
             **({"epochs": p["ft_epochs"]} if p.get("ft_epochs") else {}),
             **({"max_train_examples": p["ft_max_train"]} if p.get("ft_max_train") else {}),
             **({"max_eval_examples": p["ft_max_eval"]} if p.get("ft_max_eval") else {})}
@@ -291,7 +292,8 @@ def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str
         data["max_steps"] = p["emp_max_steps"]
     if unit.get("long"):
         data.update(max_steps=p["long_check_max_steps"], patience=p["long_check_patience"],
-                    epochs=p["long_check_epochs"])
+                    epochs=p["long_check_epochs"], **({"min_steps": p["long_check_min_steps"]}
+                                                      if p.get("long_check_min_steps") else {}))
     if unit["model"] is None:
         data.update(from_scratch=True, tokenizer="kmer6", preset=p["model_preset"])
     else:

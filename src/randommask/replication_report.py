@@ -249,7 +249,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
            if p.get("decay_fraction", 1.0) < 1.0 else "linear decay to zero") + "), dropout "
         f"{p['dropout']:g}. Fine-tuning: learning rate {p['ft_lr']:g}, dropout {p['ft_dropout']:g}, dev MCC every "
         f"{p['ft_eval_steps']} steps on {p['ft_select_dev']} seeded dev rows, stopped after {p['ft_patience']} "
-        f"evaluations without a better one or at {p['ft_max_steps']} steps"
+        f"evaluations without a better one"
+        + (f" (not before step {p['ft_min_steps']})" if p.get("ft_min_steps") else "")
+        + f" or at {p['ft_max_steps']} steps"
         + (f" or {p['ft_epochs']:g} epochs" if p.get("ft_epochs") else " or the task group's DNABERT-2 epochs")
         + "; the best-dev model scored once on all of dev and test.", ""]
     # --- regime
@@ -493,7 +495,9 @@ def longer_run_check(p: dict[str, Any], recs: list[dict], longer: list[dict]) ->
                      and r["pretrain_seed"] == p["main_seeds"][0] and r["step"] == p["steps"]), None)
 
     out = [f"Longer fine-tuning (at most {p['long_check_max_steps']} steps, {p['long_check_epochs']} epochs, "
-           f"patience {p['long_check_patience']}: every limit doubled) against the study's, fine-tuning seed 0 at "
+           f"patience {p['long_check_patience']}"
+           + (f", not before step {p['long_check_min_steps']}" if p.get("long_check_min_steps") else "")
+           + ": every limit doubled) against the study's, fine-tuning seed 0 at "
            "the end of pre-training; test MCC x 100 (steps run):", "",
            "| task | ov-randommask | ov-dnabert | difference | longer: ov-randommask | longer: ov-dnabert | "
            "difference | same sign |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
