@@ -3,10 +3,10 @@
 # end point before the fourth and fifth fine-tuning seeds), as two queues, one per core (docs/findings.md,
 # "Compute plan"). Every line is resumable and skips what has finished, so rerunning a queue continues it.
 #
-#   WT=/work/wt-rep-5bf4df4 OUT=/work/study-runs/rep-a1c3d65 GUE=/work/shared/data/GUE \
+#   WT=/work/wt-rep-572fdb8 OUT=/work/study-runs/rep-a1c3d65 GUE=/work/shared/data/GUE \
 #     nohup bash docs/replication/a1c3d65/queue.sh 1 > q1.log 2>&1 &      # and the same with 2
 #
-# WT is a worktree of the study's commit with its own .venv (git worktree add $WT 5bf4df4; python -m venv
+# WT is a worktree of the study's commit with its own .venv (git worktree add $WT 572fdb8; python -m venv
 # $WT/.venv; $WT/.venv/bin/pip install torch==2.13.0 -e $WT); on a new machine first
 # `$WT/.venv/bin/randommask prepare data/genomes/20.fa.gz --out /tmp/chr20` (the units reproduce bit for bit).
 set -euo pipefail
