@@ -287,14 +287,14 @@ def test_report_counts_the_fine_tunes_that_did_not_plateau(tmp_path):
     end = next(u["folder"] for u in plan if u["arm"] == "ov-dnabert" and u["step"] == p["steps"]
                and u["pretrain_seed"] == 0 and not u.get("long"))
     _fake_run(end, "tf/0", 0, 0.5, best=400, steps=800, stopped=800)  # patience ran out: the plateau
-    _fake_run(end, "tf/0", 1, 0.5, best=600, steps=1000)  # the cap, best earlier: flat
+    _fake_run(end, "tf/0", 1, 0.5, best=600, steps=1000)  # the cap first, best earlier
     _fake_run(end, "prom/prom_core_all", 0, 0.5, best=1000, steps=1000)  # the cap at its best: still rising
     _fake_run(end, "prom/prom_core_all", 1, 0.5, best=1000, steps=1000)
     write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path), plan)
     report = (tmp_path / "report.md").read_text()
-    assert "How the 4 finished fine-tunes ended" in report and "**1 at their dev plateau**, 1 at a limit" in report
-    assert "**2 at a limit still rising**" in report
-    assert "| prom/prom_core_all | 0 | 0 | 2 |" in report and "| tf/0 | 1 | 1 | 0 |" in report
+    assert "How the 4 finished fine-tunes ended" in report and "**1 at their dev plateau**" in report
+    assert "**3 at a step or epoch limit before it** (2 of them with their best dev MCC at the last" in report
+    assert "| prom/prom_core_all | 0 | 2 | 2 |" in report and "| tf/0 | 1 | 1 | 0 |" in report
 
 
 def test_report_merges_what_finished_and_marks_the_rest(tmp_path):

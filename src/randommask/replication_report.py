@@ -469,20 +469,24 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
 
 
 def plateau_lines(recs: list[dict]) -> list[str]:
-    """How the study's fine-tunes ended, by task: at their dev plateau (patience ran out), or at a limit with
-    the best dev MCC earlier (flat at the end), or at a limit with the best at the last evaluation (still rising:
-    not plateaued, the protocol's failure case)."""
+    """How the study's fine-tunes ended, by task: at their dev plateau (patience ran out), or at a step or epoch
+    limit before it (the protocol's failure case), and of those how many had their best dev MCC at the very last
+    evaluation (still rising)."""
     by_task: dict[str, list[int]] = {}
     for r in recs:
         counts = by_task.setdefault(r["task"], [0, 0, 0])
-        counts[0 if r.get("plateau") else 2 if r["best_step"] == r["steps_run"] else 1] += 1
+        if r.get("plateau"):
+            counts[0] += 1
+        else:
+            counts[1] += 1
+            counts[2] += r["best_step"] == r["steps_run"]
     if not by_task:
         return []
     total = [sum(c[i] for c in by_task.values()) for i in range(3)]
-    lines = [f"How the {sum(total)} finished fine-tunes ended (every point and arm, the longer check aside): "
-             f"**{total[0]} at their dev plateau**, {total[1]} at a limit with their best dev MCC earlier, "
-             f"**{total[2]} at a limit still rising** (best dev MCC at the last evaluation: not plateaued).", "",
-             "| task | plateau | limit, flat | limit, still rising |", "| --- | ---: | ---: | ---: |"]
+    lines = [f"How the {sum(total[:2])} finished fine-tunes ended (every point and arm, the longer check aside): "
+             f"**{total[0]} at their dev plateau**, **{total[1]} at a step or epoch limit before it** ({total[2]} "
+             "of them with their best dev MCC at the last evaluation: still rising).", "",
+             "| task | plateau | limit first | of which still rising |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {t} | {c[0]} | {c[1]} | {c[2]} |" for t, c in sorted(by_task.items())]
     return lines
 
