@@ -631,22 +631,23 @@ def draw_dev_curves(recs: list[dict], root: Path) -> Path | None:
               and r["arm"] in ("ov-dnabert", "ov-randommask") and r["pretrain_seed"] == 0]
     if not chosen:
         return None
+    colors = {"ov-dnabert": "tab:blue", "ov-randommask": "tab:orange"}  # one colour per arm in every panel
     fig, axes = plt.subplots(1, len(DEV_CURVE_TASKS), figsize=(12, 3.5))
     for ax, task in zip(axes, DEV_CURVE_TASKS, strict=True):
-        for r in chosen:
+        for r in sorted(chosen, key=lambda r: r["arm"]):
             if r["task"] != task:
                 continue
             pts = [(x["step"], x["dev_mcc"]) for x in _rows(r["metrics"]) if "dev_mcc" in x]
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker=".", label=r["arm"])
-                ax.axvline(r["best_step"], linestyle=":", linewidth=0.7)
+                ax.plot(*zip(*pts, strict=True), marker=".", color=colors[r["arm"]], label=r["arm"])
+                ax.axvline(r["best_step"], linestyle=":", linewidth=0.7, color=colors[r["arm"]])
         ax.set_title(task)
         ax.set_xlabel("fine-tuning step")
     axes[0].set_ylabel("dev MCC (selection rows)")
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=8)
+    handles = [plt.Line2D([], [], color=c, marker=".", label=a) for a, c in colors.items()]
+    fig.legend(handles=handles, loc="center right", fontsize=8, title="dotted: best\ndev step", title_fontsize=7)
     out = root / "dev-curves.png"
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.89, 1))  # room on the right for the legend
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
