@@ -201,6 +201,49 @@ def test_fine_tuning_units_resume_and_skip(unit, capsys):
     assert [r.stat().st_mtime_ns for r in results] == stamp
 
 
+def test_fine_tuning_runs_seed_by_seed_and_takes_a_seed_range(unit, capsys):
+    p, root, u = unit
+    p = {**p, "tasks": ["prom/prom_core_all", "tf/0"], "seeds": 3, "end_seeds": 3, "ft_max_steps": 2,
+         "ft_eval_steps": 2}
+    plan = [x for x in replication.finetune_plan(p, root) if x["arm"] == "ov-dnabert" and x["step"] == 4
+            and x["pretrain_seed"] == 0]
+    folder = Path(plan[0]["folder"])
+
+    def finished() -> list[tuple[str, int]]:  # (task, seed) in the order the runs finished
+        runs = sorted(folder.glob("runs/**/results.json"), key=lambda r: r.stat().st_mtime_ns)
+        return [(json.loads(r.read_text())["task"], json.loads(r.read_text())["seed"]) for r in runs]
+
+    replication.finetune_unit(p, plan[0], str(GUE), "cpu", False, seeds=range(1, 2))
+    assert finished() == [("prom/prom_core_all", 1), ("tf/0", 1)]
+    replication.finetune_unit(p, plan[0], str(GUE), "cpu", False, seeds=range(0, 9))  # clipped to the unit's 3
+    assert [s for _, s in finished()] == [1, 1, 0, 0, 2, 2]  # every task at seed 0 before any at seed 2
+    assert "6 already finished, 0 to run" in capsys.readouterr().out  # the unit's tables over all its seeds
+
+
+def test_run_fine_tunes_only_the_asked_unit_and_seeds(unit, tmp_path):
+    import shutil
+
+    p, root, u = unit
+    p = {**p, "tasks": ["tf/0"], "ft_max_steps": 2, "ft_eval_steps": 2}
+    shutil.copytree(u["run"], tmp_path / "pretrain" / "ov-dnabert.s0")
+    replication.run(p, tmp_path, arm="ov-dnabert", pretrain_seed=0, stage="finetune", report_only=False,
+                    data=u["data"], gue=str(GUE), device="cpu", progress=False, ft_unit="step-4",
+                    ft_seeds=range(1, 2))
+    done = sorted(r.relative_to(tmp_path).as_posix() for r in tmp_path.glob("finetune/**/seed-*/results.json"))
+    assert done == ["finetune/ov-dnabert.s0/step-4/runs/tf/0/seed-1/results.json"]
+    assert (tmp_path / "report.md").exists()
+
+
+def test_study_takes_a_fine_tuning_unit_and_seed_range():
+    from randommask.study import StudyConfig
+
+    assert StudyConfig(ft_seeds="0-2").seed_range() == range(0, 3)
+    assert StudyConfig(ft_seeds="4").seed_range() == range(4, 5) and StudyConfig().seed_range() is None
+    for bad in ("2-1", "a", "1-", "-1"):
+        with pytest.raises(RandomMaskError, match="--ft-seeds takes A-B or A"):
+            StudyConfig(ft_seeds=bad, preset="cpu-replication", gue="GUE", store="s").resolved()
+
+
 # ------------------------------------------------------------------------------------------ EMP continuation
 def test_emp_continuation_starts_from_the_end_checkpoint_on_long_windows(unit, tmp_path, capsys):
     import shutil

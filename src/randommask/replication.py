@@ -282,12 +282,16 @@ def finetune_plan(p: dict[str, Any], root: Path) -> list[dict[str, Any]]:
     return plan
 
 
-def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str, progress: bool) -> None:
-    """Run (or resume) one fine-tuning unit; its pre-training checkpoint must exist."""
+def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str, progress: bool,
+                  seeds: range | None = None) -> None:
+    """Run (or resume) one fine-tuning unit, seed by seed: every task with fine-tuning seed 0, then every task
+    with seed 1, ..., so that a first comparison over all tasks comes soonest; `seeds` (a range) runs only
+    those of the unit's seeds. Its pre-training checkpoint must exist. Each (task, seed) run is the same
+    whatever the order (its data order and initial head are functions of its seed)."""
     from randommask.evaluate import benchmark, load_benchmark_config
 
-    data = {**finetune_settings(p, gue, device, progress), "tasks": unit["tasks"], "seeds": unit["seeds"],
-            "out_dir": str(unit["folder"])}
+    wanted = range(unit["seeds"]) if seeds is None else range(seeds.start, min(seeds.stop, unit["seeds"]))
+    data = {**finetune_settings(p, gue, device, progress), "tasks": unit["tasks"], "out_dir": str(unit["folder"])}
     if unit.get("emp"):
         data["max_steps"] = p["emp_max_steps"]
     if unit.get("long"):
@@ -298,7 +302,10 @@ def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str
         data.update(from_scratch=True, tokenizer="kmer6", preset=p["model_preset"])
     else:
         data["model"] = str(unit["model"])
-    benchmark(load_benchmark_config(data))
+    for seed in wanted:
+        benchmark(load_benchmark_config({**data, "seeds": 1, "first_seed": seed}))
+    if len(wanted) > 1:  # the unit's tables (results.md, .csv) over the seeds run, all finished: nothing reruns
+        benchmark(load_benchmark_config({**data, "seeds": len(wanted), "first_seed": wanted.start}))
 
 
 def code_commit() -> str:
@@ -312,10 +319,16 @@ def code_commit() -> str:
 
 
 def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stage: str, report_only: bool,
-        data: dict[str, Any], gue: str, device: str, progress: bool) -> dict[str, Any]:
-    """Run the asked units (one arm, one of its seeds, or everything; pre-training, fine-tuning or both),
-    then write the report from whatever has finished."""
+        data: dict[str, Any], gue: str, device: str, progress: bool, ft_unit: str = "",
+        ft_seeds: range | None = None) -> dict[str, Any]:
+    """Run the asked units (one arm, one of its seeds, or everything; pre-training, fine-tuning or both; only
+    the fine-tuning units named `ft_unit`, only the fine-tuning seeds `ft_seeds`), then write the report from
+    whatever has finished."""
     arms = arms_of(p)
+
+    def asked(unit: dict[str, Any]) -> bool:
+        return not ft_unit or unit["folder"].name == ft_unit
+
     chosen = [] if arm == "scratch" else [arms[arm]] if arm else list(arms.values())
     if not report_only:
         for a in chosen:
@@ -329,17 +342,17 @@ def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stag
                         emp_pretrain_unit(p, a, seed, root, data, device, progress)
                 if stage in ("finetune", "all"):
                     for unit in finetune_plan(p, root):
-                        if unit["arm"] != a.name or unit["pretrain_seed"] != seed:
+                        if unit["arm"] != a.name or unit["pretrain_seed"] != seed or not asked(unit):
                             continue
                         if not unit["model"].exists():
                             print(f"== replication: {unit['model']} not there yet (pre-train first); skipped",
                                   flush=True)
                             continue
                         print(f"== replication: fine-tuning {unit['folder'].relative_to(root)}", flush=True)
-                        finetune_unit(p, unit, gue, device, progress)
+                        finetune_unit(p, unit, gue, device, progress, ft_seeds)
         if (not arm or arm == "scratch") and stage in ("finetune", "all"):  # the floor: no pre-training
             for unit in finetune_plan(p, root):
-                if unit["arm"] == "scratch":
+                if unit["arm"] == "scratch" and asked(unit):
                     print(f"== replication: fine-tuning {unit['folder'].relative_to(root)}", flush=True)
-                    finetune_unit(p, unit, gue, device, progress)
+                    finetune_unit(p, unit, gue, device, progress, ft_seeds)
     return write_report(p, root, code_commit(), arms, pretrain_units(p, root), finetune_plan(p, root))

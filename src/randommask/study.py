@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,8 +150,20 @@ class StudyConfig:
     seed: int = 0  # pre-training seed of every arm
     pretrain_seed: int = -1  # replication: run only this pre-training seed of --arm (-1: all of its seeds)
     stage: str = "all"  # replication: pretrain, finetune or all (a unit's fine-tunes need its pre-training)
+    ft_unit: str = ""  # replication: only the fine-tuning units of this name (step-N, emp, step-N-long; empty: all)
+    ft_seeds: str = ""  # replication: only these fine-tuning seeds, "A-B" or "A" (empty: all of each unit's)
     device: str = "auto"  # auto, cpu or cuda
     progress: bool = False  # show progress bars
+
+    def seed_range(self) -> range | None:
+        """`ft_seeds` as a range of fine-tuning seeds (None: every seed of each unit)."""
+        if not self.ft_seeds:
+            return None
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", self.ft_seeds.strip())
+        if m is None or int(m.group(2) or m.group(1)) < int(m.group(1)):
+            raise RandomMaskError(f"study: --ft-seeds takes A-B or A (fine-tuning seeds, A <= B), got "
+                                  f"{self.ft_seeds!r}")
+        return range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)
 
     def resolved(self) -> dict[str, Any]:
         if self.preset not in PRESETS:
@@ -171,6 +184,7 @@ class StudyConfig:
             raise RandomMaskError(f"study: unknown arm {(unknown or [self.arm])[0]!r}; arms are {', '.join(known)}")
         if self.stage not in ("pretrain", "finetune", "all"):
             raise RandomMaskError(f"study: stage must be pretrain, finetune or all, got {self.stage!r}")
+        self.seed_range()  # checked here, used by the replication
         if not self.report_only and not (self.fasta or self.store):
             raise RandomMaskError("study: give the genome (FASTA files or --store)")
         if not self.gue:
@@ -231,7 +245,8 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
         p["name"] = cfg.preset
         return replication.run(p, root, arm=cfg.arm, pretrain_seed=cfg.pretrain_seed, stage=cfg.stage,
                                report_only=cfg.report_only, data={"fasta": list(cfg.fasta), "store": cfg.store},
-                               gue=cfg.gue, device=cfg.device, progress=cfg.progress)
+                               gue=cfg.gue, device=cfg.device, progress=cfg.progress, ft_unit=cfg.ft_unit,
+                               ft_seeds=cfg.seed_range())
     arms = [cfg.arm] if cfg.arm else list(cfg.arms)
     if not cfg.report_only:
         for arm in arms:
