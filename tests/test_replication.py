@@ -244,6 +244,16 @@ def test_study_takes_a_fine_tuning_unit_and_seed_range():
             StudyConfig(ft_seeds=bad, preset="cpu-replication", gue="GUE", store="s").resolved()
 
 
+
+def test_study_cli_refuses_a_bad_seed_range_in_one_line(tmp_path, capsys):
+    from randommask.cli import main
+
+    assert main(["study", "--preset", "cpu-replication", "--ft-seeds", "3-1", "--store", str(tmp_path),
+                 "--gue", str(GUE), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ft-seeds takes A-B or A" in err[0] and "'3-1'" in err[0]
+
+
 # ------------------------------------------------------------------------------------------ EMP continuation
 def test_emp_continuation_starts_from_the_end_checkpoint_on_long_windows(unit, tmp_path, capsys):
     import shutil
