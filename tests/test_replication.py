@@ -232,6 +232,9 @@ def test_run_fine_tunes_only_the_asked_unit_and_seeds(unit, tmp_path):
     done = sorted(r.relative_to(tmp_path).as_posix() for r in tmp_path.glob("finetune/**/seed-*/results.json"))
     assert done == ["finetune/ov-dnabert.s0/step-4/runs/tf/0/seed-1/results.json"]
     assert (tmp_path / "report.md").exists()
+    with pytest.raises(RandomMaskError, match="no fine-tuning unit is named 'step-5'; the names are .*step-2, step-4"):
+        replication.run(p, tmp_path, arm="ov-dnabert", pretrain_seed=0, stage="finetune", report_only=False,
+                        data=u["data"], gue=str(GUE), device="cpu", progress=False, ft_unit="step-5")
 
 
 def test_study_takes_a_fine_tuning_unit_and_seed_range():

@@ -49,6 +49,7 @@ from typing import Any
 
 from randommask import checkpoint as ckpt
 from randommask.bpe import REPORT_FILE
+from randommask.errors import RandomMaskError
 from randommask.replication_report import EMP_SUFFIX, MAIN_ARMS, bases_per_token, bpe_folder, write_report
 
 
@@ -325,6 +326,9 @@ def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stag
     the fine-tuning units named `ft_unit`, only the fine-tuning seeds `ft_seeds`), then write the report from
     whatever has finished."""
     arms = arms_of(p)
+    names = sorted({u["folder"].name for u in finetune_plan(p, root)})
+    if ft_unit and ft_unit not in names:
+        raise RandomMaskError(f"study: no fine-tuning unit is named {ft_unit!r}; the names are {', '.join(names)}")
 
     def asked(unit: dict[str, Any]) -> bool:
         return not ft_unit or unit["folder"].name == ft_unit

@@ -114,6 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ft_lr": 5e-4, "ft_warmup": 50, "ft_dropout": 0.1, "ft_eval_steps": 100, "ft_patience": 4,
         # No plateau before step 1,000: mouse/4's dev MCC sits near 0 for 500-900 steps before it rises, and
         # patience alone stopped it at step 800 at dev MCC 0.05 (from 5bf4df4).
+        # EMP's fine-tunes stop at 600 steps (~14 epochs of their ~1,350 fallback training rows), before that minimum.
         "ft_min_steps": 1000, "ft_select_dev": 1000, "emp_max_steps": 600,
         # EMP's models: the end checkpoints continued on 512-token windows (randommask.replication, "EMP
         # continuation"): the tail above, at the floor learning rate, leaves positions 128-511 untrained. 1,500
