@@ -79,6 +79,14 @@ def pretrain_summary(run: Path) -> dict[str, Any] | None:
             "eval": [(r["step"] * per_step, r["eval_loss"]) for r in rows if "eval_loss" in r]}
 
 
+def tail_note(p: dict[str, Any], step: int) -> str:
+    """Why the last training loss of a unit in its long-window tail is high: it is the loss of those windows."""
+    if not p.get("tail_max_tokens") or step <= p["steps"] * (1 - p.get("long_fraction", 0.0)):
+        return ""
+    return (f" (of its {p['tail_max_tokens']}-token tail windows, whose positions past {p['long_max_tokens']} are "
+            "barely trained: docs/regime.md)")
+
+
 def finetune_records(unit: dict[str, Any]) -> list[dict[str, Any]]:
     """Every finished (task, seed) run of one fine-tuning unit."""
     out = []
@@ -272,6 +280,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
                  + (f", training loss of the regular (short-window) steps at step {m['short_below_2']}"
                     if m.get("short_below_2") is not None else "") + f" (half: {half}); "
                  f"{m['steps_done']} of {m['planned']} steps done, training loss {m['loss']:.3f}"
+                 + tail_note(p, m["steps_done"])
                  + (f", held-out {m['eval_loss']:.3f}" if m["eval_loss"] is not None else "") + f" -> **{verdict}**.")
     # --- central figure
     L.append("")
