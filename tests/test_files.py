@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -79,10 +78,9 @@ def test_two_finetunes_on_one_folder(tmp_path, capsys):
         task.mkdir()
         for name in ("train.csv", "dev.csv", "test.csv"):
             (task / name).write_text("sequence,label\n" + "".join(f"{'ACGT' * 10},{i % 2}\n" for i in range(8)))
-        t0 = time.perf_counter()
         code = main(["finetune", str(task), "--from-scratch", "--tokenizer", "kmer3", "--out", str(folder),
                      "--max-steps", "2", "--progress", "false"])
-        assert code == 2 and time.perf_counter() - t0 < 30
+        assert code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"process {proc.pid}" in err[0] and str(folder) in err[0], err
         assert not (folder / "metrics.jsonl").exists()  # the running job's folder was not touched
