@@ -16,7 +16,7 @@ from randommask import checkpoint as ckpt
 from randommask import replication
 from randommask.errors import RandomMaskError
 from randommask.masking import MaskingConfig, phase_starts, span_widths
-from randommask.replication_report import holm, paired_tasks, t_interval, write_report
+from randommask.replication_report import holm, paired_tasks, run_means, runs_compared, t_interval, write_report
 from randommask.study import PRESETS
 from realdata import GENOME, GUE
 
@@ -328,6 +328,30 @@ def test_t_interval_and_paired_tasks_against_scipy():
     assert r["mean_diff"] == pytest.approx(np.mean(diffs)) and r["wins"] == 5
 
 
+def test_runs_compared_takes_each_pre_training_run_as_one_observation():
+    rng = np.random.default_rng(1)
+    tasks = ["t1", "t2", "t3"]
+    recs = [{"arm": arm, "pretrain_seed": sd, "step": 9, "task": t, "mcc": float(rng.uniform(0.3, 0.7))}
+            for arm in ("ov-dnabert", "ov-randommask") for sd in (0, 1) for t in tasks for _ in range(3)]
+    recs.append({"arm": "ov-dnabert", "pretrain_seed": 1, "step": 9, "task": "t4", "mcc": 0.9})  # not in every run
+    recs.append({"arm": "ov-dnabert", "pretrain_seed": 0, "step": 3, "task": "t1", "mcc": 0.0})  # another point
+    r = runs_compared(run_means(recs, 9))
+
+    def unit(arm: str, sd: int) -> float:  # the slow obvious way: mean over tasks of the mean over seeds
+        return float(np.mean([np.mean([x["mcc"] for x in recs if x["arm"] == arm and x["pretrain_seed"] == sd
+                                       and x["step"] == 9 and x["task"] == t]) for t in tasks]))
+
+    a = [unit("ov-randommask", sd) for sd in (0, 1)]
+    b = [unit("ov-dnabert", sd) for sd in (0, 1)]
+    test = stats.ttest_ind(a, b, equal_var=True)
+    lo, hi = test.confidence_interval(0.95)
+    assert r["tasks"] == 3 and r["df"] == 2
+    assert r["mean_diff"] == pytest.approx(np.mean(a) - np.mean(b)) and r["p"] == pytest.approx(test.pvalue)
+    assert r["ci"] == pytest.approx((hi - lo) / 2)
+    # One run of an arm: no run-to-run variance to weigh the difference against.
+    assert runs_compared(run_means([x for x in recs if x["pretrain_seed"] == 0], 9)) is None
+
+
 def _fake_run(folder: Path, task: str, seed: int, mcc: float, best: int = 4, steps: int = 8,
               stopped: int | None = None) -> None:
     run = folder / "runs" / task / f"seed-{seed}"
@@ -368,6 +392,7 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
                         _fake_run(folder, task, seed, mcc)
                         if step == p["steps"]:
                             truth.setdefault((arm, task), []).append(mcc)
+                            truth.setdefault((arm, sd, task), []).append(mcc)
     # A unit half done, as when another arm's job is still fine-tuning beside this one.
     _fake_run(tmp_path / "finetune" / "rm-phases-2.s0" / f"step-{p['steps']}", "tf/0", 0, 0.5)
     run = tmp_path / "pretrain" / "ov-dnabert.s0"
@@ -388,6 +413,14 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
     assert f"mean difference **{100 * np.mean(diffs):+.2f} MCC**" in report
     pw = stats.ttest_ind(truth[("ov-randommask", "tf/0")], truth[("ov-dnabert", "tf/0")], equal_var=False).pvalue
     assert f"| {pw:.2g} |" in report
+    # Both pre-training runs of each arm, and the arms compared with the runs as the unit.
+    assert "| task | ov-dnabert.s0 | ov-dnabert.s1 | ov-randommask.s0 | ov-randommask.s1 |" in report
+    rm, dn = ([np.mean([np.mean(truth[(arm, sd, t)]) for t in p["tasks"]]) for sd in (0, 1)]
+              for arm in ("ov-randommask", "ov-dnabert"))
+    lo, hi = stats.ttest_ind(rm, dn).confidence_interval(0.95)
+    assert (f"RandomMask minus DNABERT masking {100 * (np.mean(rm) - np.mean(dn)):+.2f} MCC, 95% interval "
+            f"{100 * lo:+.2f} to {100 * hi:+.2f}") in report
+    assert "Between pre-training runs of one masking, paired by task: ov-dnabert.s1 minus ov-dnabert.s0" in report
     assert (tmp_path / "replication.png").exists()
     end = [c for c in summary["curve"]["ov-randommask"] if c[0] == p["steps"]][0]
     assert end[3] == 6  # 2 pre-training seeds x 3 fine-tuning seeds, every task finished
@@ -453,6 +486,17 @@ def test_verdict_says_which_masking_is_ahead_and_what_is_ruled_out():
     assert any("**leaning to DNABERT's masking, not established**" in x for x in five)
     assert any("either (leaning to DNABERT's masking, not established)" in x for x in five)
     assert any("not known yet" in x for x in verdict(p, {7000: _pair(ahead, [0])}, {}))
+    # Ahead on the tasks, but the interval over the pre-training runs includes zero: not established, and the
+    # effect ruled out is the wider interval's.
+    runs = {"mean_diff": 0.03, "ci": 0.05, "df": 2, "p": 0.2, "tasks": 9}
+    text = "\n".join(verdict(p, {21000: _pair(ahead, [0, 1])}, {}, {21000: runs}))
+    assert "**leaning to RandomMask, not established**: it is ahead on the tasks, but two pre-training runs" in text
+    assert "over the pre-training runs +3.00, 95% interval -2.00 to +8.00" in text
+    assert "either (leaning to RandomMask, not established)" in text
+    flat_text = "\n".join(verdict(p, {21000: _pair(flat, [0, 1])}, {}, {21000: runs}))
+    assert "**no difference detected**: an effect beyond 8.0 MCC either way" in flat_text
+    agree = "\n".join(verdict(p, {21000: _pair(ahead, [0, 1])}, {}, {21000: {**runs, "ci": 0.02}}))
+    assert "**RandomMask is ahead**" in agree and "use RandomMask." in agree
 
 
 # ------------------------------------------------------------------------------------------ the BPE arm

@@ -7,6 +7,10 @@ from any commit. Statistics:
   fine-tuning seed of every pre-training seed);
 * across tasks: the per-task mean differences, paired by task: Wilcoxon's signed-rank test, and their
   mean with a 95% t-interval (the effect size in MCC points);
+* with the pre-training runs as the unit (two a side for the main arms): per run, the mean over the tasks
+  every run has of its fine-tuning seeds' mean; the arms' difference with Student's t interval over the runs.
+  The task-paired interval treats each arm's pre-trained models as fixed, so it says nothing about a second
+  pre-training run; this one does (with few degrees of freedom), and the verdict needs both;
 * the 95% interval of a mean over seeds is Student's t interval.
 """
 
@@ -139,6 +143,48 @@ def paired_tasks(by_task_a: dict[str, list[float]], by_task_b: dict[str, list[fl
     p = float(stats.wilcoxon(diffs).pvalue) if any(d != 0 for d in diffs) else 1.0
     return {"tasks": len(tasks), "mean_diff": mean, "ci": half, "wilcoxon_p": p,
             "wins": sum(d > 0 for d in diffs), "diffs": dict(zip(tasks, diffs, strict=True))}
+
+
+def run_means(recs: list[dict], step: int) -> dict[tuple[str, int], dict[str, list[float]]]:
+    """The main arms' fine-tunes at one point, by pre-training run (arm, seed), then task: their test MCCs."""
+    out: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in recs:
+        if r["arm"] in MAIN_ARMS and r["step"] == step:
+            out[(r["arm"], r["pretrain_seed"])][r["task"]].append(r["mcc"])
+    return {k: dict(v) for k, v in sorted(out.items())}
+
+
+def runs_compared(runs: dict[tuple[str, int], dict[str, list[float]]]) -> dict[str, Any] | None:
+    """RandomMask against DNABERT's masking with each pre-training run as one observation.
+
+    Per run, the mean over the tasks that every run has (each task: the mean over its fine-tuning seeds); then
+    the difference of the arms' means with a 95% Student t interval on ``runs a + runs b - 2`` degrees of
+    freedom, and the two-sided p. Pre-training runs of one masking differ (seed, data order), and the difference
+    between maskings must be told from that: this interval holds it, the task-paired one does not. None with
+    fewer than two runs on a side (no run-to-run variance to weigh against)."""
+    from scipy import stats
+
+    if not runs:
+        return None
+    tasks = sorted(set.intersection(*(set(by_task) for by_task in runs.values())))
+    means = {k: float(np.mean([np.mean(by_task[t]) for t in tasks])) for k, by_task in runs.items()} if tasks else {}
+    a = [m for (arm, _), m in means.items() if arm == "ov-randommask"]
+    b = [m for (arm, _), m in means.items() if arm == "ov-dnabert"]
+    if min(len(a), len(b)) < 2:
+        return None
+    df = len(a) + len(b) - 2
+    pooled = ((len(a) - 1) * np.var(a, ddof=1) + (len(b) - 1) * np.var(b, ddof=1)) / df
+    se = math.sqrt(pooled * (1 / len(a) + 1 / len(b)))
+    return {"tasks": len(tasks), "runs": means, "mean_diff": float(np.mean(a) - np.mean(b)),
+            "ci": float(stats.t.ppf(0.975, df) * se), "df": df,
+            "p": float(stats.ttest_ind(a, b, equal_var=True).pvalue) if se > 0 else math.nan}
+
+
+def paired_runs(x: dict[str, list[float]], y: dict[str, list[float]]) -> tuple[float, float, int]:
+    """Run x minus run y over their common tasks, paired by task: the mean difference, its 95% half-width and
+    the number of tasks."""
+    diffs = [float(np.mean(x[t]) - np.mean(y[t])) for t in sorted(set(x) & set(y))]
+    return (*t_interval(diffs), len(diffs))
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -317,12 +363,14 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     L += ["", "## RandomMask against DNABERT's masking", ""]
     comparisons = 0
     compared: dict[int, dict[str, Any] | None] = {}
+    by_runs: dict[int, dict[str, Any] | None] = {}
     for step in points(p, "ov-dnabert"):
         a, b = _by(recs, arm="ov-randommask", step=step), _by(recs, arm="ov-dnabert", step=step)
         pair = compared[step] = paired_tasks(a, b)
         if pair is not None:
-            pair["pretrain_seeds"] = sorted({r["pretrain_seed"] for r in recs if r["step"] == step
-                                             and r["arm"] in MAIN_ARMS})
+            pair["pretrain_seeds"] = sorted(set.intersection(*({r["pretrain_seed"] for r in recs
+                                                                 if r["step"] == step and r["arm"] == arm}
+                                                                for arm in MAIN_ARMS)))  # seeds both arms have
         L.append(f"### Step {step} ({step * tokens_per_step / 1e6:.1f} M tokens)")
         L.append("")
         if pair is None:
@@ -342,13 +390,15 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
         L += ["", f"Across {pair['tasks']} tasks, paired by task: RandomMask higher on {pair['wins']}; mean difference "
               f"**{100 * pair['mean_diff']:+.2f} MCC** (95% interval {100 * (pair['mean_diff'] - pair['ci']):+.2f} to "
               f"{100 * (pair['mean_diff'] + pair['ci']):+.2f}); Wilcoxon signed-rank p = {pair['wilcoxon_p']:.3g}.", ""]
-    seeds_note = _pretrain_seed_check(recs, tasks, p)
-    if seeds_note:
-        L += ["### Pre-training seeds", "", *seeds_note, ""]
-    L += [f"Comparisons made in this section: {comparisons} (a Welch test per task and one signed-rank test per "
-          "step); per-task p-values are Holm-adjusted within a step, the across-task tests are not adjusted.", ""]
+        by_run = run_means(recs, step)
+        by_runs[step] = runs_compared(by_run)
+        comparisons += by_runs[step] is not None
+        L += pretrain_runs_lines(by_run, by_runs[step], tasks if step == p["steps"] else None)
+    L += [f"Comparisons made in this section: {comparisons} (a Welch test per task, one signed-rank test per "
+          "step, and one t-test over the pre-training runs per step where each arm has two); per-task p-values "
+          "are Holm-adjusted within a step, the across-task and across-run tests are not adjusted.", ""]
     # --- verdict
-    L += ["## Verdict", "", *verdict_lines(p, compared, curve), ""]
+    L += ["## Verdict", "", *verdict_lines(p, compared, curve, by_runs), ""]
     # --- ablations
     L += ["## Which part of RandomMask carries the effect (end of pre-training)", "",
           "| arm | what | mean MCC over tasks | against ov-randommask, paired by task |", "| --- | --- | ---: | --- |"]
@@ -416,10 +466,13 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
 
 
 def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
-            curve: dict[str, list[tuple[int, float, float, int]]]) -> list[str]:
+                  curve: dict[str, list[tuple[int, float, float, int]]],
+                  runs: dict[int, dict[str, Any] | None] | None = None) -> list[str]:
     """The comparison in plain words: at each fine-tuned point, which masking is ahead (the across-task mean
-    difference's 95% interval excludes zero and the signed-rank test agrees at 0.05) or that none is, with the
-    size of effect the interval rules out; what the trend over pre-training says; where the evidence stops."""
+    difference's 95% interval excludes zero, the signed-rank test agrees at 0.05 and, where each arm has two
+    pre-training runs, the interval over the runs excludes zero on the same side) or that none is, with the
+    size of effect the intervals rule out; what the trend over pre-training says; where the evidence stops."""
+    runs = runs or {}
     tps = p["batch_size"] * p["max_tokens"]
     main_seeds, n_tasks = len(p["main_seeds"]), len(p["tasks"])
     lines, end = [], None
@@ -431,24 +484,35 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
         d, half = 100 * pair["mean_diff"], 100 * pair["ci"]
         lo, hi = d - half, d + half
         leader = "RandomMask" if lo > 0 else "DNABERT's masking" if hi < 0 else None
+        by_run = runs.get(step)
+        run_txt, bound = "", max(abs(lo), abs(hi))
+        if by_run is not None:
+            rd, rh = 100 * by_run["mean_diff"], 100 * by_run["ci"]
+            run_leader = "RandomMask" if rd - rh > 0 else "DNABERT's masking" if rd + rh < 0 else None
+            run_txt = f"; over the pre-training runs {rd:+.2f}, 95% interval {rd - rh:+.2f} to {rd + rh:+.2f}"
+            bound = max(bound, abs(rd - rh), abs(rd + rh))
         established = leader is not None and pair["wilcoxon_p"] < ALPHA
-        if established:
+        if established and by_run is not None and run_leader != leader:
+            what = (f"**leaning to {leader}, not established**: it is ahead on the tasks, but two pre-training runs "
+                    "of one masking differ about as much (the interval over the runs includes zero)")
+            established = False
+        elif established:
             what = f"**{leader} is ahead**"
         elif leader:  # the t interval and the rank test disagree (with few tasks the rank test cannot reach 0.05)
             what = (f"**leaning to {leader}, not established**: the 95% interval excludes zero but the signed-rank "
                     "test does not confirm it")
         else:
-            what = (f"**no difference detected**: an effect beyond {max(abs(lo), abs(hi)):.1f} MCC either way is "
-                    "ruled out at 95%" if not math.isnan(half) else "**no difference detected**")
+            what = (f"**no difference detected**: an effect beyond {bound:.1f} MCC either way is ruled out at 95%"
+                    if not math.isnan(half) else "**no difference detected**")
         seeds = pair.get("pretrain_seeds", [])
         partial = [] if pair["tasks"] == n_tasks else [f"{pair['tasks']} of {n_tasks} tasks"]
         if len(seeds) < main_seeds:
             partial.append(f"{len(seeds)} of {main_seeds} pre-training seeds")
         lines.append(f"- {where}: {what} (RandomMask minus DNABERT masking {d:+.2f} MCC, 95% interval {lo:+.2f} to "
-                     f"{hi:+.2f}, over {pair['tasks']} tasks; Wilcoxon p = {pair['wilcoxon_p']:.2g})"
+                     f"{hi:+.2f}, over {pair['tasks']} tasks; Wilcoxon p = {pair['wilcoxon_p']:.2g}{run_txt})"
                      + (f"; **provisional**: {', '.join(partial)} so far" if partial else "") + ".")
         if step == p["steps"]:
-            end = (leader, established, max(abs(lo), abs(hi)), bool(partial))
+            end = (leader, established, bound, bool(partial))
     firsts = [(s, pr) for s, pr in sorted(compared.items()) if pr is not None]
     if len(firsts) > 1:
         (s0, a), (s1, b) = firsts[0], firsts[-1]
@@ -556,17 +620,48 @@ def emp_continuation_note(p: dict[str, Any], pre: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
-def _pretrain_seed_check(recs: list[dict], tasks: list[str], p: dict[str, Any]) -> list[str]:
-    """Task-average MCC per pre-training seed of each main arm at the end: the run-to-run spread to weigh the
-    arm difference against."""
-    out = []
-    for arm in MAIN_ARMS:
-        parts = []
-        for sd in p["main_seeds"]:
-            samples = task_average_samples(recs, tasks, arm=arm, step=p["steps"], pretrain_seed=sd)
-            parts.append(f"seed {sd}: {_fmt(*t_interval(samples))} ({len(samples)} fine-tuning seeds)")
-        out.append(f"- {arm} at the end, mean MCC over tasks per pre-training seed: " + "; ".join(parts))
-    return out
+def pretrain_runs_lines(by_run: dict[tuple[str, int], dict[str, list[float]]], runs: dict[str, Any] | None,
+                        tasks: list[str] | None) -> list[str]:
+    """Each pre-training run of the main arms at one point, and the arms' difference weighed against the
+    difference between runs of one masking; with ``tasks``, also the task x run table (mean over fine-tuning
+    seeds, their number in brackets)."""
+    if not by_run:
+        return []
+    name = {k: f"{k[0]}.s{k[1]}" for k in by_run}
+    common = sorted(set.intersection(*(set(v) for v in by_run.values())))
+    out = [f"Per pre-training run, the mean test MCC over the {len(common)} tasks every run has: "
+           + "; ".join(f"{name[k]} {100 * np.mean([np.mean(v[t]) for t in common]):.1f}" if common else
+                       f"{name[k]} -" for k, v in by_run.items()) + ".", ""]
+    if tasks:
+        keys = list(by_run)
+        out += ["| task | " + " | ".join(name[k] for k in keys) + " |", "| --- |" + " ---: |" * len(keys)]
+        for t in tasks:
+            out.append(f"| {t} | " + " | ".join(f"{100 * np.mean(by_run[k][t]):.1f} ({len(by_run[k][t])})"
+                                              if by_run[k].get(t) else "-" for k in keys) + " |")
+        out.append("")
+
+    def diff(x: tuple[str, int], y: tuple[str, int]) -> str:
+        mean, half, n = paired_runs(by_run[x], by_run[y])
+        inner = "" if math.isnan(half) else f", 95% {100 * (mean - half):+.2f} to {100 * (mean + half):+.2f}"
+        return f"{name[x]} minus {name[y]} {100 * mean:+.2f}{inner} ({n} tasks)"
+
+    seeds = {arm: sorted(sd for a, sd in by_run if a == arm) for arm in MAIN_ARMS}
+    within = [diff((arm, sd), (arm, seeds[arm][0])) for arm in MAIN_ARMS for sd in seeds[arm][1:]]
+    across = [diff(("ov-randommask", sd), ("ov-dnabert", sd)) for sd in seeds["ov-randommask"]
+              if sd in seeds["ov-dnabert"]]
+    if within:
+        out.append("- Between pre-training runs of one masking, paired by task: " + "; ".join(within) + ".")
+    if across:
+        out.append("- Between maskings at the same pre-training seed, paired by task: " + "; ".join(across) + ".")
+    if runs is None:
+        out.append("- With the pre-training runs as the unit: needs two runs of each masking with tasks in common; "
+                   "so far " + ", ".join(f"{arm} {len(seeds[arm])}" for arm in MAIN_ARMS) + ".")
+    else:
+        d, half = 100 * runs["mean_diff"], 100 * runs["ci"]
+        out.append(f"- **With the pre-training runs as the unit** (over {runs['tasks']} tasks, Student t, "
+                   f"{runs['df']} degrees of freedom): RandomMask minus DNABERT masking {d:+.2f} MCC, 95% interval "
+                   f"{d - half:+.2f} to {d + half:+.2f}, p = {_p(runs['p'])}.")
+    return [*out, ""]
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -593,13 +688,19 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
                 ys.append(100 * mean)
                 hs.append(0 if math.isnan(half) else 100 * half)
         if xs:
-            top.errorbar(xs, ys, yerr=hs, marker="o", capsize=3, label=arm.name)
+            line = top.errorbar(xs, ys, yerr=hs, marker="o", capsize=3, label=arm.name)
             drawn = True
+            seeds = sorted({r["pretrain_seed"] for r in recs if r["arm"] == arm.name}) if arm.name in MAIN_ARMS else []
+            for sd in seeds:
+                runs = [(step * tps / 1e6, 100 * float(np.mean(v))) for step in points_of(plan, arm.name)
+                        if (v := task_average_samples(recs, tasks, arm=arm.name, step=step, pretrain_seed=sd))]
+                if runs:  # each pre-training run's own mean: how far apart two runs of one masking land
+                    top.scatter(*zip(*runs, strict=True), marker="x", s=22, color=line[0].get_color(), alpha=0.7)
     sc = task_average_samples(recs, tasks, arm="scratch")
     if sc:
         top.axhline(100 * float(np.mean(sc)), color="grey", linestyle=":", label="from scratch")
         drawn = True
-    top.set_ylabel("mean test MCC over tasks (x100)")
+    top.set_ylabel("mean test MCC over tasks (x100)\n(x: one pre-training run)")
     if top.get_legend_handles_labels()[0]:
         top.legend(fontsize=8)
     else:
