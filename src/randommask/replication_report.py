@@ -706,11 +706,21 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
     else:
         top.text(0.5, 0.5, "no fine-tuning unit has finished yet", ha="center", va="center", transform=top.transAxes)
     top.set_title("Fine-tuning quality against pre-training compute")
+    # The training loss of the 512-token tail is that of windows whose far positions are barely trained (5-6
+    # nats, read as a failed run): it is left off, the tail shaded, and the held-out loss (short windows) runs on.
+    tail = p["steps"] * (1 - p.get("long_fraction", 0.0)) * tps / 1e6 if p.get("tail_max_tokens") else math.inf
     for name, m in s["pretrain"].items():
         if m and name.startswith("ov-dnabert") and not name.endswith(EMP_SUFFIX):
-            x, y = zip(*m["curve"], strict=True)
-            bottom.plot(np.array(x) / 1e6, y, label=f"{name} training loss")
+            pts = [(x / 1e6, y) for x, y in m["curve"] if x / 1e6 <= tail]
+            line = bottom.plot(*zip(*pts, strict=True), label=f"{name} training loss")[0] if pts else None
+            if m["eval"]:
+                x, y = zip(*m["eval"], strict=True)
+                bottom.plot(np.array(x) / 1e6, y, linestyle="--", marker=".", markersize=3, linewidth=0.8,
+                            color=line.get_color() if line else None, label=f"{name} held-out loss")
             drawn = True
+    if math.isfinite(tail):
+        bottom.axvspan(tail, p["steps"] * tps / 1e6, color="grey", alpha=0.12,
+                       label=f"{p['tail_max_tokens']}-token tail (training loss off the plot)")
     bottom.axhline(REGIME, color="red", linestyle="--", linewidth=0.8, label="loss 2 (regime)")
     bottom.axhline(math.log(4), color="black", linestyle=":", linewidth=0.8, label="ln 4 floor")
     bottom.set_xlim(0, 1.02 * p["steps"] * tps / 1e6)  # the whole plan: a running unit shows how far it is
