@@ -1,46 +1,47 @@
 #!/usr/bin/env bash
-# The replication's remaining units in priority order (two pre-training seeds x three fine-tuning seeds at the
-# end point before the fourth and fifth fine-tuning seeds), as two queues, one per core (docs/findings.md,
-# "Compute plan"). Every line is resumable and skips what has finished, so rerunning a queue continues it.
+# The replication's remaining units in priority order, as two queues, one per core (docs/findings.md, "Compute
+# plan"). Every line is resumable and skips what has finished. Start both at the beginning of a session:
 #
+#   bash docs/replication/a1c3d65/restore.sh                  # on a new machine: worktree, venv, store, results
 #   WT=/work/wt-rep-3b29ba1 OUT=/work/study-runs/rep-a1c3d65 GUE=/work/shared/data/GUE \
 #     nohup bash docs/replication/a1c3d65/queue.sh 1 > q1.log 2>&1 &      # and the same with 2
 #
-# WT is a worktree of the study's commit with its own .venv (git worktree add $WT 3b29ba1; python -m venv
-# $WT/.venv; $WT/.venv/bin/pip install torch==2.13.0 -e $WT); on a new machine first
-# `$WT/.venv/bin/randommask prepare data/genomes/20.fa.gz --out /tmp/chr20` (the units reproduce bit for bit).
-# The fine-tunes done so far ran from 572fdb8; 3b29ba1 computes the same runs (it adds --ft-unit/--ft-seeds and
-# runs a unit seed by seed; it reproduced a finished run exactly: README.md).
+# Checkpoints are not kept between sessions, and a pre-training unit reproduces bit for bit only on a CPU like
+# the one it ran on (findings.md, "Reproducibility"). So a synced main unit continues (pre-trained again, then
+# its missing fine-tunes) only where `reproduces.sh` says this machine computes the same model; otherwise the
+# queue goes on to units that need no earlier model: an ablation arm from scratch to its last fine-tune (about
+# 40 minutes of pre-training and 27 fine-tunes of 1-3 minutes on the fastest machine seen; start it early, its
+# fine-tunes cannot continue in a later session on another CPU), and the from-scratch floor.
 set -euo pipefail
 : "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
 export OMP_NUM_THREADS=1 GUE
+here=$(cd "$(dirname "$0")" && pwd)
 study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --store /tmp/chr20 --gue "$GUE" \
             --out "$OUT" --progress false "$@"; }
-at_end() { study --arm "$1" --pretrain-seed "$2" --stage finetune --ft-unit step-21000 --ft-seeds "$3"; }  # the end point
+ft() { study --arm "$1" --pretrain-seed "$2" --stage finetune --ft-unit "$3" --ft-seeds "$4"; }
+
+continue_unit() {  # ARM SEED: pre-train it again (and its EMP continuation), then its fine-tunes by priority
+  local arm=$1 seed=$2
+  if [ -s "$here/pretrain/$arm.s$seed/metrics.jsonl" ] && ! bash "$here/reproduces.sh" "$arm" "$seed"; then
+    return 0  # another model here: its fine-tunes must not join the synced ones
+  fi
+  study --arm "$arm" --pretrain-seed "$seed" --stage pretrain
+  ft "$arm" "$seed" step-21000 0-2; ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0
+  ft "$arm" "$seed" step-21000 3-4; ft "$arm" "$seed" step-7000 1-2; ft "$arm" "$seed" step-14000 1-2
+  ft "$arm" "$seed" emp 0-2
+  [ "$seed" != 0 ] || ft "$arm" "$seed" step-21000-long 0-0
+}
 
 case "${1:?queue 1 or 2}" in
   1)
-    at_end ov-randommask 0 0-2                                      # the end point, 9 tasks x seeds 0-2
-    study --arm ov-dnabert --pretrain-seed 1 --stage pretrain             # the second pre-training seed (+ EMP)
-    at_end ov-dnabert 1 0-2                                         # 2 pre-training x 3 fine-tuning seeds
-    at_end ov-randommask 0 3-4                                      # then the end point's seeds 3-4
-    at_end ov-dnabert 1 3-4
-    study --arm scratch --stage finetune                                  # the floor: 9 x 5, EMP 3 x 3
-    study --arm ov-randommask --pretrain-seed 0 --stage pretrain           # done: only its EMP continuation runs
-    study --arm ov-randommask --pretrain-seed 0 --stage finetune          # 1/3, 2/3, EMP, the longer check
-    study --arm ov-randommask --pretrain-seed 1 --stage finetune
+    continue_unit ov-dnabert 1; continue_unit ov-dnabert 0
     for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
+    study --arm scratch --stage finetune
     ;;
   2)
-    at_end ov-dnabert 0 0-2
-    study --arm ov-randommask --pretrain-seed 1 --stage pretrain
-    at_end ov-randommask 1 0-2
-    at_end ov-dnabert 0 3-4
-    at_end ov-randommask 1 3-4
-    study --arm ov-dnabert --pretrain-seed 0 --stage pretrain              # done: only its EMP continuation runs
-    study --arm ov-dnabert --pretrain-seed 0 --stage finetune
-    study --arm ov-dnabert --pretrain-seed 1 --stage finetune
+    continue_unit ov-randommask 1; continue_unit ov-randommask 0
     for arm in ov-bert rm-phases-2 rm-phases-10; do study --arm "$arm"; done
+    study --arm scratch --stage finetune
     ;;
   *) echo "queue.sh: give 1 or 2" >&2; exit 2 ;;
 esac
