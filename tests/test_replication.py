@@ -247,6 +247,24 @@ def test_study_takes_a_fine_tuning_unit_and_seed_range():
             StudyConfig(ft_seeds=bad, preset="cpu-replication", gue="GUE", store="s").resolved()
 
 
+def test_more_pre_training_seeds_of_the_main_arms(tmp_path):
+    from randommask.study import StudyConfig
+
+    base = {"preset": "cpu-replication", "gue": "GUE", "store": "s"}
+    assert StudyConfig(**base).resolved()["main_seeds"] == [0, 1]
+    p = StudyConfig(**base, main_seeds=3).resolved()
+    assert p["main_seeds"] == [0, 1, 2]
+    units = {(u["arm"], u["pretrain_seed"]) for u in replication.finetune_plan(p, tmp_path)}
+    assert ("ov-randommask", 2) in units and ("ov-dnabert", 2) in units and ("ov-bert", 1) not in units
+    # A seed the arm does not have would pre-train a unit no fine-tune or report ever reads: refused.
+    with pytest.raises(RandomMaskError, match="ov-dnabert has pre-training seeds 0, 1, not 2 .--main-seeds 3"):
+        StudyConfig(**base, arm="ov-dnabert", pretrain_seed=2).resolved()
+    with pytest.raises(RandomMaskError, match="ov-bert has pre-training seeds 0, not 1$"):
+        StudyConfig(**base, main_seeds=3, arm="ov-bert", pretrain_seed=1).resolved()
+    assert StudyConfig(**base, main_seeds=3, arm="ov-dnabert", pretrain_seed=2).resolved()["main_seeds"][-1] == 2
+    with pytest.raises(RandomMaskError, match="--main-seeds is for the replication presets"):
+        StudyConfig(preset="cpu-smoke", gue="GUE", store="s", main_seeds=3).resolved()
+
 
 def test_study_cli_refuses_a_bad_seed_range_in_one_line(tmp_path, capsys):
     from randommask.cli import main

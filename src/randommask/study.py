@@ -153,6 +153,7 @@ class StudyConfig:
     stage: str = "all"  # replication: pretrain, finetune or all (a unit's fine-tunes need its pre-training)
     ft_unit: str = ""  # replication: only the fine-tuning units of this name (step-N, emp, step-N-long; empty: all)
     ft_seeds: str = ""  # replication: only these fine-tuning seeds, "A-B" or "A" (empty: all of each unit's)
+    main_seeds: int = 0  # replication: the main arms' pre-training seeds are 0..N-1 (0: the preset's, 2)
     device: str = "auto"  # auto, cpu or cuda
     progress: bool = False  # show progress bars
 
@@ -165,6 +166,26 @@ class StudyConfig:
             raise RandomMaskError(f"study: --ft-seeds takes A-B or A (fine-tuning seeds, A <= B), got "
                                   f"{self.ft_seeds!r}")
         return range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)
+
+    def _main_seeds(self, p: dict[str, Any]) -> None:
+        """More pre-training seeds of the main arms (a replication preset), and a --pretrain-seed the arm has."""
+        if "main_seeds" not in p:
+            if self.main_seeds:
+                raise RandomMaskError(f"study: --main-seeds is for the replication presets, not {self.preset!r}")
+            return
+        if self.main_seeds < 0:
+            raise RandomMaskError(f"study: --main-seeds takes a number of seeds (1 or more), got {self.main_seeds}")
+        if self.main_seeds:
+            p["main_seeds"] = list(range(self.main_seeds))
+        if self.pretrain_seed >= 0 and self.arm and self.arm != "scratch":
+            from randommask.replication_report import MAIN_ARMS
+
+            own = p["main_seeds"] if self.arm in MAIN_ARMS else p["main_seeds"][:1]
+            if self.pretrain_seed not in own:
+                raise RandomMaskError(
+                    f"study: {self.arm} has pre-training seeds {', '.join(map(str, own))}, not {self.pretrain_seed}"
+                    + (f" (--main-seeds {self.pretrain_seed + 1} gives the main arms seeds 0-{self.pretrain_seed})"
+                       if self.arm in MAIN_ARMS else ""))
 
     def resolved(self) -> dict[str, Any]:
         if self.preset not in PRESETS:
@@ -186,6 +207,7 @@ class StudyConfig:
         if self.stage not in ("pretrain", "finetune", "all"):
             raise RandomMaskError(f"study: stage must be pretrain, finetune or all, got {self.stage!r}")
         self.seed_range()  # checked here, used by the replication
+        self._main_seeds(p)
         if not self.report_only and not (self.fasta or self.store):
             raise RandomMaskError("study: give the genome (FASTA files or --store)")
         if not self.gue:
