@@ -508,7 +508,7 @@ def test_verdict_says_which_masking_is_ahead_and_what_is_ruled_out():
     # effect ruled out is the wider interval's.
     runs = {"mean_diff": 0.03, "ci": 0.05, "df": 2, "p": 0.2, "tasks": 9}
     text = "\n".join(verdict(p, {21000: _pair(ahead, [0, 1])}, {}, {21000: runs}))
-    assert "**leaning to RandomMask, not established**: it is ahead on the tasks, but two pre-training runs" in text
+    assert "**leaning to RandomMask, not established**: it is ahead on the tasks, but pre-training runs" in text
     assert "over the pre-training runs +3.00, 95% interval -2.00 to +8.00" in text
     assert "either (leaning to RandomMask, not established)" in text
     flat_text = "\n".join(verdict(p, {21000: _pair(flat, [0, 1])}, {}, {21000: runs}))

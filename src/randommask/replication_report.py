@@ -493,7 +493,7 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
             bound = max(bound, abs(rd - rh), abs(rd + rh))
         established = leader is not None and pair["wilcoxon_p"] < ALPHA
         if established and by_run is not None and run_leader != leader:
-            what = (f"**leaning to {leader}, not established**: it is ahead on the tasks, but two pre-training runs "
+            what = (f"**leaning to {leader}, not established**: it is ahead on the tasks, but pre-training runs "
                     "of one masking differ about as much (the interval over the runs includes zero)")
             established = False
         elif established:
