@@ -393,6 +393,12 @@ def test_report_counts_the_fine_tunes_that_did_not_plateau(tmp_path):
     assert "How the 4 finished fine-tunes ended" in report and "**1 at their dev plateau**" in report
     assert "**3 at a step or epoch limit before it** (2 of them with their best dev MCC at the last" in report
     assert "| prom/prom_core_all | 0 | 2 | 2 |" in report and "| tf/0 | 1 | 1 | 0 |" in report
+    assert "never left chance" not in report
+    _fake_run(end, "tf/0", 2, -0.002, best=300, steps=1000, stopped=1000)  # dev MCC stayed at 0: a plateau
+    write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path), plan)
+    report = (tmp_path / "report.md").read_text()
+    assert ("**1 fine-tune(s) never left chance** (test MCC below 0.05" in report
+            and f"ov-dnabert.s0 step {p['steps']} tf/0 seed 2 (test MCC -0.2, stopped at step 1000)." in report)
 
 
 def test_report_merges_what_finished_and_marks_the_rest(tmp_path):

@@ -31,6 +31,7 @@ MAIN_ARMS = ("ov-dnabert", "ov-randommask")  # the comparison the study is for (
 
 ALPHA = 0.05
 REGIME = 2.0
+CHANCE = 0.05  # a fine-tune below this test MCC never left the constant prediction
 EMP_SUFFIX = ".emp"  # the EMP continuation of a pre-training unit (randommask.replication.emp_unit_name)
 DEV_CURVE_TASKS = ("prom/prom_core_all", "tf/0", "mouse/0")  # one task per group
 
@@ -561,6 +562,16 @@ def plateau_lines(recs: list[dict]) -> list[str]:
              "of them with their best dev MCC at the last evaluation: still rising).", "",
              "| task | plateau | limit first | of which still rising |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {t} | {c[0]} | {c[1]} | {c[2]} |" for t, c in sorted(by_task.items())]
+    # A plateau at chance: dev MCC stayed at ~0 (one class predicted) until patience ran out. They count in the
+    # means like any run (the protocol's outcome), but they are named, since one moves a mean over 9 tasks by ~4.
+    chance = sorted((r for r in recs if r["mcc"] < CHANCE),
+                    key=lambda r: (r["arm"], str(r["pretrain_seed"]), r["step"], r["task"], r["seed"]))
+    if chance:
+        lines += ["", f"**{len(chance)} fine-tune(s) never left chance** (test MCC below {CHANCE:g}: the classifier "
+                  "predicts about one class; counted in every mean like any other run): "
+                  + "; ".join(f"{r['arm']}" + (f".s{r['pretrain_seed']}" if r["pretrain_seed"] is not None else "")
+                              + f" step {r['step']} {r['task']} seed {r['seed']} (test MCC {100 * r['mcc']:.1f}, "
+                              f"stopped at step {r['steps_run']})" for r in chance) + "."]
     return lines
 
 
