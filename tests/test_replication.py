@@ -521,6 +521,9 @@ def test_verdict_says_which_masking_is_ahead_and_what_is_ruled_out():
     assert "**no difference detected**: an effect beyond 8.0 MCC either way" in flat_text
     agree = "\n".join(verdict(p, {21000: _pair(ahead, [0, 1])}, {}, {21000: {**runs, "ci": 0.02}}))
     assert "**RandomMask is ahead**" in agree and "use RandomMask." in agree
+    # Every task and pre-training seed, but most fine-tuning seeds still to run: provisional.
+    half_done = verdict(p, {21000: {**_pair(ahead, [0, 1]), "fine_tunes": (20, 90)}}, {})
+    assert any("**provisional**: 20 of 90 fine-tunes so far" in x for x in half_done)
 
 
 # ------------------------------------------------------------------------------------------ the BPE arm

@@ -372,6 +372,10 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
             pair["pretrain_seeds"] = sorted(set.intersection(*({r["pretrain_seed"] for r in recs
                                                                  if r["step"] == step and r["arm"] == arm}
                                                                 for arm in MAIN_ARMS)))  # seeds both arms have
+            main = [u for u in plan if u["arm"] in MAIN_ARMS and u["step"] == step and not u.get("emp")
+                    and not u.get("long")]
+            pair["fine_tunes"] = (sum(r["arm"] in MAIN_ARMS and r["step"] == step for r in recs),
+                                  sum(len(u["tasks"]) * u["seeds"] for u in main))
         L.append(f"### Step {step} ({step * tokens_per_step / 1e6:.1f} M tokens)")
         L.append("")
         if pair is None:
@@ -509,6 +513,9 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
         partial = [] if pair["tasks"] == n_tasks else [f"{pair['tasks']} of {n_tasks} tasks"]
         if len(seeds) < main_seeds:
             partial.append(f"{len(seeds)} of {main_seeds} pre-training seeds")
+        done, planned = pair.get("fine_tunes", (0, 0))
+        if done < planned:
+            partial.append(f"{done} of {planned} fine-tunes")
         lines.append(f"- {where}: {what} (RandomMask minus DNABERT masking {d:+.2f} MCC, 95% interval {lo:+.2f} to "
                      f"{hi:+.2f}, over {pair['tasks']} tasks; Wilcoxon p = {pair['wilcoxon_p']:.2g}{run_txt})"
                      + (f"; **provisional**: {', '.join(partial)} so far" if partial else "") + ".")
