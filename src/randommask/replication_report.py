@@ -727,15 +727,19 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
     # The training loss of the 512-token tail is that of windows whose far positions are barely trained (5-6
     # nats, read as a failed run): it is left off, the tail shaded, and the held-out loss (short windows) runs on.
     tail = p["steps"] * (1 - p.get("long_fraction", 0.0)) * tps / 1e6 if p.get("tail_max_tokens") else math.inf
-    for name, m in s["pretrain"].items():
-        if m and name.startswith("ov-dnabert") and not name.endswith(EMP_SUFFIX):
-            pts = [(x / 1e6, y) for x, y in m["curve"] if x / 1e6 <= tail]
-            line = bottom.plot(*zip(*pts, strict=True), label=f"{name} training loss")[0] if pts else None
-            if m["eval"]:
-                x, y = zip(*m["eval"], strict=True)
-                bottom.plot(np.array(x) / 1e6, y, linestyle="--", marker=".", markersize=3, linewidth=0.8,
-                            color=line.get_color() if line else None, label=f"{name} held-out loss")
-            drawn = True
+    # ov-dnabert's runs in colours of their own: the top panel's colours stand for the arms.
+    runs = [(name, m) for name, m in s["pretrain"].items()
+            if m and name.startswith("ov-dnabert") and not name.endswith(EMP_SUFFIX)]
+    for (name, m), colour in zip(runs, ("tab:green", "tab:purple", "tab:brown", "tab:olive", "tab:pink"),
+                                 strict=False):
+        pts = [(x / 1e6, y) for x, y in m["curve"] if x / 1e6 <= tail]
+        if pts:
+            bottom.plot(*zip(*pts, strict=True), color=colour, label=f"{name} training loss")
+        if m["eval"]:
+            x, y = zip(*m["eval"], strict=True)
+            bottom.plot(np.array(x) / 1e6, y, linestyle="--", marker=".", markersize=3, linewidth=0.8, color=colour,
+                        label=f"{name} held-out loss")
+        drawn = True
     if math.isfinite(tail):
         bottom.axvspan(tail, p["steps"] * tps / 1e6, color="grey", alpha=0.12,
                        label=f"{p['tail_max_tokens']}-token tail (training loss off the plot)")
