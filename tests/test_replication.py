@@ -500,6 +500,9 @@ def test_verdict_says_which_masking_is_ahead_and_what_is_ruled_out():
     assert "Which masking to use at this compute** (86 M tokens, a `tiny` model): use RandomMask." in text
     assert "provisional" not in text
     assert f"from {100 * np.mean(flat):+.2f} MCC (step 14000) to +3.78 (step 21000)" in text
+    assert "Not the same pre-training runs" not in text
+    mixed = "\n".join(verdict(p, {7000: _pair(flat, [1]), 21000: _pair(ahead, [0, 1])}, {}))
+    assert "Not the same pre-training runs yet (step 7000: seeds 1; step 21000: seeds 0, 1)" in mixed
     # Reversed, on 7 tasks and one pre-training seed: DNABERT ahead, and marked as provisional.
     behind = verdict(p, {21000: _pair([-d for d in ahead[:7]], [0])}, {})
     assert any("**DNABERT's masking is ahead**" in x and "**provisional**: 7 of 9 tasks, 1 of 2 pre-training seeds"

@@ -524,9 +524,14 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
     firsts = [(s, pr) for s, pr in sorted(compared.items()) if pr is not None]
     if len(firsts) > 1:
         (s0, a), (s1, b) = firsts[0], firsts[-1]
+        sa, sb = a.get("pretrain_seeds", []), b.get("pretrain_seeds", [])
+        unlike = ("" if sa == sb else f" Not the same pre-training runs yet (step {s0}: seeds "
+                  f"{', '.join(map(str, sa))}; step {s1}: seeds {', '.join(map(str, sb))}): each step's per-run "
+                  "table compares like with like.")
         lines.append(f"- Over pre-training, the difference went from {100 * a['mean_diff']:+.2f} MCC (step {s0}) to "
                      f"{100 * b['mean_diff']:+.2f} (step {s1}). The paper's mechanism predicts it to widen once "
-                     "DNABERT's masking has learnt the shortcut (it stops improving while RandomMask keeps learning).")
+                     "DNABERT's masking has learnt the shortcut (it stops improving while RandomMask keeps learning)."
+                     + unlike)
     for arm in MAIN_ARMS:
         pts = [(st, m) for st, m, _, n in curve.get(arm, []) if n and not math.isnan(m)]
         if len(pts) > 1:
