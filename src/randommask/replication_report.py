@@ -148,11 +148,8 @@ def paired_tasks(by_task_a: dict[str, list[float]], by_task_b: dict[str, list[fl
 
 def run_means(recs: list[dict], step: int) -> dict[tuple[str, int], dict[str, list[float]]]:
     """The main arms' fine-tunes at one point, by pre-training run (arm, seed), then task: their test MCCs."""
-    out: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in recs:
-        if r["arm"] in MAIN_ARMS and r["step"] == step:
-            out[(r["arm"], r["pretrain_seed"])][r["task"]].append(r["mcc"])
-    return {k: dict(v) for k, v in sorted(out.items())}
+    runs = sorted({(r["arm"], r["pretrain_seed"]) for r in recs if r["arm"] in MAIN_ARMS and r["step"] == step})
+    return {(arm, sd): _by(recs, arm=arm, step=step, pretrain_seed=sd) for arm, sd in runs}
 
 
 def runs_compared(runs: dict[tuple[str, int], dict[str, list[float]]]) -> dict[str, Any] | None:
@@ -179,13 +176,6 @@ def runs_compared(runs: dict[tuple[str, int], dict[str, list[float]]]) -> dict[s
     return {"tasks": len(tasks), "runs": means, "mean_diff": float(np.mean(a) - np.mean(b)),
             "ci": float(stats.t.ppf(0.975, df) * se), "df": df,
             "p": float(stats.ttest_ind(a, b, equal_var=True).pvalue) if se > 0 else math.nan}
-
-
-def paired_runs(x: dict[str, list[float]], y: dict[str, list[float]]) -> tuple[float, float, int]:
-    """Run x minus run y over their common tasks, paired by task: the mean difference, its 95% half-width and
-    the number of tasks."""
-    diffs = [float(np.mean(x[t]) - np.mean(y[t])) for t in sorted(set(x) & set(y))]
-    return (*t_interval(diffs), len(diffs))
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -664,9 +654,12 @@ def pretrain_runs_lines(by_run: dict[tuple[str, int], dict[str, list[float]]], r
         out.append("")
 
     def diff(x: tuple[str, int], y: tuple[str, int]) -> str:
-        mean, half, n = paired_runs(by_run[x], by_run[y])
-        inner = "" if math.isnan(half) else f", 95% {100 * (mean - half):+.2f} to {100 * (mean + half):+.2f}"
-        return f"{name[x]} minus {name[y]} {100 * mean:+.2f}{inner} ({n} tasks)"
+        pair = paired_tasks(by_run[x], by_run[y])
+        if pair is None:
+            return f"{name[x]} minus {name[y]} - (fewer than 2 tasks in common)"
+        mean, half = 100 * pair["mean_diff"], 100 * pair["ci"]
+        return (f"{name[x]} minus {name[y]} {mean:+.2f}, 95% {mean - half:+.2f} to {mean + half:+.2f} "
+                f"({pair['tasks']} tasks)")
 
     seeds = {arm: sorted(sd for a, sd in by_run if a == arm) for arm in MAIN_ARMS}
     within = [diff((arm, sd), (arm, seeds[arm][0])) for arm in MAIN_ARMS for sd in seeds[arm][1:]]
