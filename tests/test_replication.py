@@ -100,7 +100,8 @@ def test_long_steps_are_checked():
 def test_plan_fine_tunes_the_main_arms_at_thirds_with_more_seeds_at_the_end(tmp_path):
     p = PRESETS["cpu-replication"]
     plan = replication.finetune_plan(p, tmp_path)
-    main = [u for u in plan if u["arm"] == "ov-dnabert" and u["pretrain_seed"] == 1 and not u.get("emp")]
+    main = [u for u in plan if u["arm"] == "ov-dnabert" and u["pretrain_seed"] == 1 and not u.get("emp")
+            and not u.get("long")]
     assert [u["step"] for u in main] == [7000, 14000, 21000]
     assert [u["seeds"] for u in main] == [3, 3, 5]
     assert main[0]["model"] == tmp_path / "pretrain" / "ov-dnabert.s1" / "checkpoints" / "step-7000.pt"
@@ -452,26 +453,32 @@ def test_report_merges_what_finished_and_marks_the_rest(tmp_path):
 
 def test_report_checks_the_ranking_under_longer_fine_tuning(tmp_path):
     p = tiny_preset(arms=["ov-dnabert", "ov-randommask"], tasks=["prom/prom_core_all", "tf/0"],
-                    long_check_tasks=["prom/prom_core_all", "tf/0"])
+                    long_check_tasks=["prom/prom_core_all", "tf/0"], main_seeds=[0, 1])
     plan = replication.finetune_plan(p, tmp_path)
-    longer = [u for u in plan if u.get("long")]
-    assert [(u["arm"], u["pretrain_seed"], u["step"], u["seeds"]) for u in longer] == [
-        ("ov-dnabert", 0, p["steps"], 1), ("ov-randommask", 0, p["steps"], 1)]
-    assert all(u["folder"].name == f"step-{p['steps']}-long" for u in longer)
-    end = {u["arm"]: u["folder"] for u in plan if u["step"] == p["steps"] and u["pretrain_seed"] == 0
-           and not u.get("long") and not u.get("emp")}
-    # prom: RandomMask ahead in both; tf/0: ahead in the study's run, behind in the longer one.
+    longer = {(u["arm"], u["pretrain_seed"]): u for u in plan if u.get("long")}
+    # Planned on every pre-training run: a session continues only the runs its CPU reproduces.
+    assert sorted(longer) == [("ov-dnabert", 0), ("ov-dnabert", 1), ("ov-randommask", 0), ("ov-randommask", 1)]
+    assert all(u["step"] == p["steps"] and u["seeds"] == 1 and u["folder"].name == f"step-{p['steps']}-long"
+               and u["folder"].parent.name == f"{arm}.s{sd}" for (arm, sd), u in longer.items())
+    end = {(u["arm"], u["pretrain_seed"]): u["folder"] for u in plan if u["step"] == p["steps"]
+           and not u.get("long") and not u.get("emp") and u["arm"] != "scratch"}
+    # Seed 1, prom: RandomMask ahead in both; tf/0: ahead in the study's run, behind in the longer one.
     for task, (rm, dn, rm_long, dn_long) in {"prom/prom_core_all": (0.6, 0.5, 0.62, 0.55),
                                              "tf/0": (0.4, 0.3, 0.41, 0.45)}.items():
-        _fake_run(end["ov-randommask"], task, 0, rm)
-        _fake_run(end["ov-dnabert"], task, 0, dn)
-        _fake_run(longer[1]["folder"], task, 0, rm_long)
-        _fake_run(longer[0]["folder"], task, 0, dn_long)
+        _fake_run(end["ov-randommask", 1], task, 0, rm)
+        _fake_run(end["ov-dnabert", 1], task, 0, dn)
+        _fake_run(longer["ov-randommask", 1]["folder"], task, 0, rm_long)
+        _fake_run(longer["ov-dnabert", 1]["folder"], task, 0, dn_long)
+    # Seed 0: only RandomMask's longer run on prom has finished; seed 0's study runs are not there either.
+    _fake_run(longer["ov-randommask", 0]["folder"], "prom/prom_core_all", 0, 0.7)
     write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path), plan)
     report = (tmp_path / "report.md").read_text()
-    assert "| prom/prom_core_all | 60.0 (8) | 50.0 (8) | +10.0 | 62.0 (8) | 55.0 (8) | +7.0 | yes |" in report
-    assert "| tf/0 | 40.0 (8) | 30.0 (8) | +10.0 | 41.0 (8) | 45.0 (8) | -4.0 | **no** |" in report
-    assert "the same under the longer run on 1 of 2 tasks" in report
+    assert "| prom/prom_core_all | 1 | 60.0 (8) | 50.0 (8) | +10.0 | 62.0 (8) | 55.0 (8) | +7.0 | yes |" in report
+    assert "| tf/0 | 1 | 40.0 (8) | 30.0 (8) | +10.0 | 41.0 (8) | 45.0 (8) | -4.0 | **no** |" in report
+    assert "| prom/prom_core_all | 0 | - | - | - | 70.0 (8) | - | - | not finished |" in report
+    section = report[report.index("Longer fine-tuning"):report.index("## Units")]
+    assert "| tf/0 | 0 |" not in section  # nothing longer on that pair yet: no row
+    assert "the same under the longer run on 1 of 2 (task, pre-training seed) pairs" in report
     # The longer runs are kept out of the study's own tables: the end point has one run per task and arm.
     assert "| prom/prom_core_all | 50.0 ± 0.0 (1) | 60.0 ± 0.0 (1) |" in report
     # One run a side: no Welch test, said so rather than printed as nan.

@@ -268,13 +268,16 @@ def finetune_plan(p: dict[str, Any], root: Path) -> list[dict[str, Any]]:
                              "step": p["steps"], "tasks": list(p["emp_tasks"]), "seeds": p["seeds"], "emp": True,
                              "model": emp_checkpoint(p, root, arm.name, seed)})
     # Does a longer fine-tuning run change the ranking? Every limit doubled, one task per group, fine-tuning
-    # seed 0 of the main arms' first pre-training seed at the end (after every unit above).
+    # seed 0 at the end (after every unit above), for each of the main arms' pre-training seeds: a session can
+    # continue only the pre-training runs its CPU reproduces (docs/findings.md, "Reproducibility"), so the
+    # check is planned on every run and the report reads whichever pairs of runs have finished.
     for arm in [a for a in arms_of(p).values() if a.name in MAIN_ARMS and p.get("long_check_tasks")]:
-        unit = unit_name(arm.name, arm.seeds[0])
-        plan.append({"folder": root / "finetune" / unit / f"step-{p['steps']}-long", "arm": arm.name,
-                     "pretrain_seed": arm.seeds[0], "step": p["steps"], "tasks": list(p["long_check_tasks"]),
-                     "seeds": 1, "long": True,
-                     "model": root / "pretrain" / unit / "checkpoints" / f"step-{p['steps']}.pt"})
+        for seed in arm.seeds:
+            unit = unit_name(arm.name, seed)
+            plan.append({"folder": root / "finetune" / unit / f"step-{p['steps']}-long", "arm": arm.name,
+                         "pretrain_seed": seed, "step": p["steps"], "tasks": list(p["long_check_tasks"]),
+                         "seeds": 1, "long": True,
+                         "model": root / "pretrain" / unit / "checkpoints" / f"step-{p['steps']}.pt"})
     plan.append({"folder": root / "finetune" / "scratch" / "short", "arm": "scratch", "pretrain_seed": None, "step": 0,
                  "tasks": list(p["tasks"]), "seeds": p["end_seeds"], "model": None})
     if p.get("emp_tasks"):

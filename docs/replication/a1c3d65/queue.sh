@@ -27,9 +27,9 @@ continue_unit() {  # ARM SEED: pre-train it again (and its EMP continuation), th
   fi
   study --arm "$arm" --pretrain-seed "$seed" --stage pretrain
   ft "$arm" "$seed" step-21000 0-2; ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0
+  ft "$arm" "$seed" step-21000-long 0-0  # the longer check, on every pre-training run (README.md)
   ft "$arm" "$seed" step-21000 3-4; ft "$arm" "$seed" step-7000 1-2; ft "$arm" "$seed" step-14000 1-2
   ft "$arm" "$seed" emp 0-2
-  [ "$seed" != 0 ] || ft "$arm" "$seed" step-21000-long 0-0
 }
 
 case "${1:?queue 1 or 2}" in
