@@ -3,7 +3,7 @@
 # plan"). Every line is resumable and skips what has finished. Start both at the beginning of a session:
 #
 #   bash docs/replication/a1c3d65/restore.sh                  # on a new machine: worktree, venv, store, results
-#   WT=/work/wt-rep-3b29ba1 OUT=/work/study-runs/rep-a1c3d65 GUE=/work/shared/data/GUE \
+#   WT=/work/wt-rep-b526205 OUT=/work/study-runs/rep-a1c3d65 GUE=/work/shared/data/GUE \
 #     nohup bash docs/replication/a1c3d65/queue.sh 1 > q1.log 2>&1 &      # and the same with 2
 #
 # Checkpoints are not kept between sessions, and a pre-training unit reproduces bit for bit only on a CPU like

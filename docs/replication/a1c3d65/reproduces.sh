@@ -5,7 +5,7 @@
 # logged loss with the synced one, digit for digit. Exit 0: it reproduces; 1: it does not (a rerun here is
 # another model; its fine-tunes must not be merged with the synced ones).
 #
-#   WT=/work/wt-rep-3b29ba1 bash docs/replication/a1c3d65/reproduces.sh ov-dnabert 0
+#   WT=/work/wt-rep-b526205 bash docs/replication/a1c3d65/reproduces.sh ov-dnabert 0
 #
 # Measured 2026-12-05 (docs/findings.md, "Reproducibility"): ov-dnabert.s0, pre-trained on an AMD EPYC
 # machine, logged 8.152859987785195 at step 100; an Intel machine (family 6 model 167, AVX-512) gives

@@ -10,9 +10,9 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(git -C "$here" rev-parse --show-toplevel)
-WT=${WT:-/work/wt-rep-3b29ba1} OUT=${OUT:-/work/study-runs/rep-a1c3d65}
+WT=${WT:-/work/wt-rep-b526205} OUT=${OUT:-/work/study-runs/rep-a1c3d65}
 GENOME=${GENOME:-$repo/../shared/data/genomes/20.fa.gz} PY=${PYTHON:-python3}
-commit=3b29ba1  # the fine-tunes' commit (README.md: what each commit ran)
+commit=b526205  # the queues' commit, computing 3b29ba1's fine-tunes (README.md: what each commit ran)
 
 [ -d "$WT" ] || git -C "$repo" worktree add --detach "$WT" "$commit"
 if [ ! -x "$WT/.venv/bin/randommask" ]; then
