@@ -11,7 +11,10 @@
 # its missing fine-tunes) only where `reproduces.sh` says this machine computes the same model; otherwise the
 # queue goes on to units that need no earlier model: an ablation arm from scratch to its last fine-tune (about
 # 40 minutes of pre-training and 27 fine-tunes of 1-3 minutes on the fastest machine seen; start it early, its
-# fine-tunes cannot continue in a later session on another CPU), and the from-scratch floor.
+# fine-tunes cannot continue in a later session on another CPU), and the from-scratch floor. Where the machine
+# is the one the units ran on and its study folder survived (2026-12-05), pre-training is skipped as finished.
+# Order within a reproduced unit: the end point's seeds 0-2, the thirds' seed 0, the longer check, EMP's 3 seeds
+# (main_first); the EMP floor; then the end point's seeds 3-4 and the thirds' seeds 1-2 (main_rest).
 set -euo pipefail
 : "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
 export OMP_NUM_THREADS=1 GUE
@@ -20,26 +23,35 @@ study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --
             --out "$OUT" --progress false "$@"; }
 ft() { study --arm "$1" --pretrain-seed "$2" --stage finetune --ft-unit "$3" --ft-seeds "$4"; }
 
-continue_unit() {  # ARM SEED: pre-train it again (and its EMP continuation), then its fine-tunes by priority
+reproduced=" "  # the main units this machine reproduces (checked once each)
+main_first() {  # ARM SEED: pre-train it again if needed, then the fine-tunes that answer a question first
   local arm=$1 seed=$2
   if [ -s "$here/pretrain/$arm.s$seed/metrics.jsonl" ] && ! bash "$here/reproduces.sh" "$arm" "$seed"; then
     return 0  # another model here: its fine-tunes must not join the synced ones
   fi
-  study --arm "$arm" --pretrain-seed "$seed" --stage pretrain
+  reproduced+="$arm.s$seed "
+  study --arm "$arm" --pretrain-seed "$seed" --stage pretrain  # with its EMP continuation
   ft "$arm" "$seed" step-21000 0-2; ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0
   ft "$arm" "$seed" step-21000-long 0-0  # the longer check, on every pre-training run (README.md)
+  ft "$arm" "$seed" emp 0-2  # must-show 7: the EMP group, 3 seeds
+}
+main_rest() {  # ARM SEED: the remaining seeds of a unit main_first continued
+  local arm=$1 seed=$2
+  [[ $reproduced == *" $arm.s$seed "* ]] || return 0
   ft "$arm" "$seed" step-21000 3-4; ft "$arm" "$seed" step-7000 1-2; ft "$arm" "$seed" step-14000 1-2
-  ft "$arm" "$seed" emp 0-2
 }
 
 case "${1:?queue 1 or 2}" in
   1)
-    continue_unit ov-dnabert 1; continue_unit ov-dnabert 0
+    main_first ov-dnabert 1; main_first ov-dnabert 0
+    study --arm scratch --stage finetune --ft-unit emp  # the EMP floor (independent of the CPU)
+    main_rest ov-dnabert 1; main_rest ov-dnabert 0
     for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
     study --arm scratch --stage finetune
     ;;
   2)
-    continue_unit ov-randommask 1; continue_unit ov-randommask 0
+    main_first ov-randommask 1; main_first ov-randommask 0
+    main_rest ov-randommask 1; main_rest ov-randommask 0
     for arm in ov-bert rm-phases-2 rm-phases-10; do study --arm "$arm"; done
     study --arm scratch --stage finetune
     ;;
