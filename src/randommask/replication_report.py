@@ -715,13 +715,17 @@ def draw_central(p: dict[str, Any], s: dict, recs: list[dict], tasks: list[str],
             for sd in seeds:
                 runs = [(step * tps / 1e6, 100 * float(np.mean(v))) for step in points_of(plan, arm.name)
                         if (v := task_average_samples(recs, tasks, arm=arm.name, step=step, pretrain_seed=sd))]
-                if runs:  # each pre-training run's own mean: how far apart two runs of one masking land
-                    top.scatter(*zip(*runs, strict=True), marker="x", s=22, color=line[0].get_color(), alpha=0.7)
+                if runs:  # each pre-training run's own means, joined: how far apart two runs of one masking
+                    # land, and each run's own course (the arm's line may average other runs at other points)
+                    top.plot(*zip(*runs, strict=True), marker="x", markersize=5, linestyle=":", linewidth=0.9,
+                             color=line[0].get_color(), alpha=0.7)
+                    top.annotate(f"s{sd}", runs[-1], xytext=(5, -3), textcoords="offset points", fontsize=7,
+                                 color=line[0].get_color())
     sc = task_average_samples(recs, tasks, arm="scratch")
     if sc:
         top.axhline(100 * float(np.mean(sc)), color="grey", linestyle=":", label="from scratch")
         drawn = True
-    top.set_ylabel("mean test MCC over tasks (x100)\n(x: one pre-training run)")
+    top.set_ylabel("mean test MCC over tasks (x100)\n(x, dotted: one pre-training run)")
     if top.get_legend_handles_labels()[0]:
         top.legend(fontsize=8)
     else:
