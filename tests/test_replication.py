@@ -534,6 +534,12 @@ def test_verdict_says_which_masking_is_ahead_and_what_is_ruled_out():
     # Every task and pre-training seed, but most fine-tuning seeds still to run: provisional.
     half_done = verdict(p, {21000: {**_pair(ahead, [0, 1]), "fine_tunes": (20, 90)}}, {})
     assert any("**provisional**: 20 of 90 fine-tunes so far" in x for x in half_done)
+    # Each pre-training run's own course across the points (like with like), one point alone says nothing.
+    courses = {("ov-dnabert", 1): [(7000, 0.621), (14000, 0.604), (21000, 0.574)], ("ov-randommask", 0): [(21000, 0.6)]}
+    course = "\n".join(verdict(p, {21000: _pair(flat, [0, 1])}, courses))
+    assert ("- ov-dnabert.s1, mean MCC over the 9 tasks: 62.1 at step 7000, 60.4 at step 14000, 57.4 at step 21000 "
+            "(-4.7 from the first point to the last).") in course
+    assert "ov-randommask.s0, mean MCC" not in course
 
 
 # ------------------------------------------------------------------------------------------ the BPE arm

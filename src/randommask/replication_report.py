@@ -355,6 +355,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     comparisons = 0
     compared: dict[int, dict[str, Any] | None] = {}
     by_runs: dict[int, dict[str, Any] | None] = {}
+    courses: dict[tuple[str, int], list[tuple[int, float]]] = defaultdict(list)
     for step in points(p, "ov-dnabert"):
         a, b = _by(recs, arm="ov-randommask", step=step), _by(recs, arm="ov-dnabert", step=step)
         pair = compared[step] = paired_tasks(a, b)
@@ -386,6 +387,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
               f"**{100 * pair['mean_diff']:+.2f} MCC** (95% interval {100 * (pair['mean_diff'] - pair['ci']):+.2f} to "
               f"{100 * (pair['mean_diff'] + pair['ci']):+.2f}); Wilcoxon signed-rank p = {pair['wilcoxon_p']:.3g}.", ""]
         by_run = run_means(recs, step)
+        for run, by_task in by_run.items():
+            if all(t in by_task for t in tasks):
+                courses[run].append((step, float(np.mean([np.mean(by_task[t]) for t in tasks]))))
         by_runs[step] = runs_compared(by_run)
         comparisons += by_runs[step] is not None
         L += pretrain_runs_lines(by_run, by_runs[step], tasks if step == p["steps"] else None)
@@ -393,7 +397,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
           "step, and one t-test over the pre-training runs per step where each arm has two); per-task p-values "
           "are Holm-adjusted within a step, the across-task and across-run tests are not adjusted.", ""]
     # --- verdict
-    L += ["## Verdict", "", *verdict_lines(p, compared, curve, by_runs), ""]
+    L += ["## Verdict", "", *verdict_lines(p, compared, courses, by_runs), ""]
     # --- ablations
     L += ["## Which part of RandomMask carries the effect (end of pre-training)", "",
           "| arm | what | mean MCC over tasks | against ov-randommask, paired by task |", "| --- | --- | ---: | --- |"]
@@ -461,12 +465,14 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
 
 
 def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
-                  curve: dict[str, list[tuple[int, float, float, int]]],
+                  courses: dict[tuple[str, int], list[tuple[int, float]]],
                   runs: dict[int, dict[str, Any] | None] | None = None) -> list[str]:
     """The comparison in plain words: at each fine-tuned point, which masking is ahead (the across-task mean
     difference's 95% interval excludes zero, the signed-rank test agrees at 0.05 and, where each arm has two
     pre-training runs, the interval over the runs excludes zero on the same side) or that none is, with the
-    size of effect the intervals rule out; what the trend over pre-training says; where the evidence stops."""
+    size of effect the intervals rule out; what the trend over pre-training says, and each pre-training run's
+    own course (``courses``: per (arm, seed), its mean MCC over the tasks at each point where it has them all);
+    where the evidence stops."""
     runs = runs or {}
     tps = p["batch_size"] * p["max_tokens"]
     main_seeds, n_tasks = len(p["main_seeds"]), len(p["tasks"])
@@ -522,11 +528,11 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
                      f"{100 * b['mean_diff']:+.2f} (step {s1}). The paper's mechanism predicts it to widen once "
                      "DNABERT's masking has learnt the shortcut (it stops improving while RandomMask keeps learning)."
                      + unlike)
-    for arm in MAIN_ARMS:
-        pts = [(st, m) for st, m, _, n in curve.get(arm, []) if n and not math.isnan(m)]
+    for (arm, sd), pts in sorted(courses.items()):  # like with like: one run across the points
         if len(pts) > 1:
-            lines.append(f"- {arm}, mean MCC over tasks: " + ", ".join(f"{100 * m:.1f} at step {st}" for st, m in pts)
-                         + ".")
+            lines.append(f"- {arm}.s{sd}, mean MCC over the {n_tasks} tasks: "
+                         + ", ".join(f"{100 * m:.1f} at step {st}" for st, m in pts)
+                         + f" ({100 * (pts[-1][1] - pts[0][1]):+.1f} from the first point to the last).")
     tokens = p["steps"] * tps
     if end is None:
         lines.append("- **Which masking to use: not known yet**; the end-of-pre-training comparison has not run.")
