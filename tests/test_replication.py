@@ -479,6 +479,10 @@ def test_report_checks_the_ranking_under_longer_fine_tuning(tmp_path):
     section = report[report.index("Longer fine-tuning"):report.index("## Units")]
     assert "| tf/0 | 0 |" not in section  # nothing longer on that pair yet: no row
     assert "the same under the longer run on 1 of 2 (task, pre-training seed) pairs" in report
+    # prom +10 and tf/0 +10 in the study's runs; +7 and -4 longer; gains +2, +5, +1, +15 (mean +5.75).
+    assert ("RandomMask minus DNABERT masking is +10.00 MCC in the study's runs and +1.50 in the longer ones"
+            in report)
+    assert "the longer runs score +5.75 MCC against the study's on average (both arms; range +1.0 to +15.0)" in report
     # The longer runs are kept out of the study's own tables: the end point has one run per task and arm.
     assert "| prom/prom_core_all | 50.0 ± 0.0 (1) | 60.0 ± 0.0 (1) |" in report
     # One run a side: no Welch test, said so rather than printed as nan.
