@@ -14,7 +14,8 @@
 # fine-tunes cannot continue in a later session on another CPU), and the from-scratch floor. Where the machine
 # is the one the units ran on and its study folder survived (2026-12-05), pre-training is skipped as finished.
 # Order within a reproduced unit: the end point's seeds 0-2, the thirds' seed 0, the longer check, EMP's 3 seeds
-# (main_first); the EMP floor; then the end point's seeds 3-4 and the thirds' seeds 1-2 (main_rest).
+# (main_first); the EMP floor; then the end point's seeds 3-4 and the thirds' seeds 1-2 (main_rest); the floor
+# on the short tasks (the issue cuts ablation arms first, so they come last).
 set -euo pipefail
 : "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
 export OMP_NUM_THREADS=1 GUE
@@ -46,14 +47,15 @@ case "${1:?queue 1 or 2}" in
     main_first ov-dnabert 1; main_first ov-dnabert 0
     study --arm scratch --stage finetune --ft-unit emp  # the EMP floor (independent of the CPU)
     main_rest ov-dnabert 1; main_rest ov-dnabert 0
+    study --arm scratch --stage finetune --ft-unit short --ft-seeds 0-2  # the floor before the ablations
     for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
-    study --arm scratch --stage finetune
     ;;
   2)
     main_first ov-randommask 1; main_first ov-randommask 0
     main_rest ov-randommask 1; main_rest ov-randommask 0
+    study --arm scratch --stage finetune --ft-unit short --ft-seeds 3-4  # (a run folder is locked, not a unit)
     for arm in ov-bert rm-phases-2 rm-phases-10; do study --arm "$arm"; done
-    study --arm scratch --stage finetune
+    study --arm scratch --stage finetune  # whatever of the floor the other queue has not reached
     ;;
   *) echo "queue.sh: give 1 or 2" >&2; exit 2 ;;
 esac
