@@ -489,6 +489,24 @@ def test_report_checks_the_ranking_under_longer_fine_tuning(tmp_path):
     assert "| tf/0 | 40.0 (1) | 30.0 (1) | +10.0 | - | - |" in report and "no Welch test" in report
 
 
+def test_report_tables_the_emp_group_with_spread_and_the_group_mean(tmp_path):
+    p = tiny_preset(arms=["ov-dnabert", "ov-randommask"], emp_tasks=["EMP/H3", "EMP/H4"], main_seeds=[0, 1])
+    plan = replication.finetune_plan(p, tmp_path)
+    emp = {(u["arm"], u["pretrain_seed"]): u["folder"] for u in plan if u.get("emp")}
+    for seed, (h3, h4) in enumerate([(0.50, 0.30), (0.40, 0.20)]):
+        _fake_run(emp["ov-dnabert", 1], "EMP/H3", seed, h3)
+        _fake_run(emp["ov-dnabert", 1], "EMP/H4", seed, h4)
+    _fake_run(emp["scratch", None], "EMP/H3", 0, 0.10)  # H4 not finished: no group mean for scratch
+    write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path), plan)
+    report = (tmp_path / "report.md").read_text()
+    head = "| task | ov-dnabert.s0 | ov-dnabert.s1 | ov-randommask.s0 | ov-randommask.s1 | scratch |"
+    table = report[report.index(head):].split("\n\n")[0].splitlines()
+    assert table[2] == "| EMP/H3 | - | 45.0 ± 7.1 (2) | - | - | 10.0 ± 0.0 (1) |"
+    assert table[3] == "| EMP/H4 | - | 25.0 ± 7.1 (2) | - | - | - |"
+    # Per fine-tuning seed the group mean first (0.40, 0.30), then mean ± sd over the seeds.
+    assert table[4] == "| mean over the 2 tasks | - | 35.0 ± 7.1 (2) | - | - | - |"
+
+
 def _pair(diffs: list[float], seeds: list[int]) -> dict:
     by_a = {f"t{i}": [0.5 + d] for i, d in enumerate(diffs)}
     pair = paired_tasks(by_a, {f"t{i}": [0.5] for i in range(len(diffs))})

@@ -216,6 +216,13 @@ def _by(records: list[dict], **match: Any) -> dict[str, list[float]]:
     return dict(out)
 
 
+def _mean_sd(v: list[float]) -> str:
+    """A table cell: mean ± sample sd of MCCs x 100 with their count, or '-' for none."""
+    if not v:
+        return "-"
+    return f"{100 * np.mean(v):.1f} ± {100 * (np.std(v, ddof=1) if len(v) > 1 else 0.0):.1f} ({len(v)})"
+
+
 def task_average_samples(records: list[dict], tasks: list[str], **match: Any) -> list[float]:
     """Per (pre-training seed, fine-tuning seed) the mean MCC over tasks, where every task has that run."""
     cells: dict[tuple, dict[str, float]] = defaultdict(dict)
@@ -346,9 +353,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     for t in tasks:
         cells = []
         for a, step in cols:
-            v = _by(recs, arm=a, step=step).get(t, [])
-            sd = np.std(v, ddof=1) if len(v) > 1 else 0.0
-            cells.append("-" if not v else f"{100 * np.mean(v):.1f} ± {100 * sd:.1f} ({len(v)})")
+            cells.append(_mean_sd(_by(recs, arm=a, step=step).get(t, [])))
         L.append(f"| {t} | " + " | ".join(cells) + " |")
     # --- the comparison
     L += ["", "## RandomMask against DNABERT's masking", ""]
@@ -423,15 +428,15 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
               *emp_continuation_note(p, s["pretrain"]),
               "| task | " + " | ".join(f"{a}.s{s}" for a in MAIN_ARMS for s in p["main_seeds"]) + " | scratch |",
               "| --- |" + " ---: |" * (len(MAIN_ARMS) * len(p["main_seeds"]) + 1)]
+        columns = [{"arm": a, "pretrain_seed": sd} for a in MAIN_ARMS for sd in p["main_seeds"]] + [{"arm": "scratch"}]
+        by_column = [_by(emp, **c) for c in columns]
         for t in p["emp_tasks"]:
-            cells = []
-            for a in MAIN_ARMS:
-                for sd in p["main_seeds"]:
-                    v = _by(emp, arm=a, pretrain_seed=sd).get(t, [])
-                    cells.append(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "-")
-            v = _by(emp, arm="scratch").get(t, [])
-            cells.append(f"{100 * np.mean(v):.1f} ({len(v)})" if v else "-")
-            L.append(f"| {t} | " + " | ".join(cells) + " |")
+            L.append(f"| {t} | " + " | ".join(_mean_sd(b.get(t, [])) for b in by_column) + " |")
+        # The group's mean per column, over the fine-tuning seeds that have every EMP task (GUE's group average).
+        means = [task_average_samples(emp, p["emp_tasks"], **c) for c in columns]
+        L += [f"| mean over the {len(p['emp_tasks'])} tasks | " + " | ".join(_mean_sd(m) for m in means) + " |", "",
+              "Test MCC x 100, mean ± sd over fine-tuning seeds (n); the last row averages the tasks per fine-tuning "
+              "seed first."]
     # --- dev curves, and the longer runs
     dev_fig = draw_dev_curves(recs, root)
     ended = plateau_lines([r for r in s["records"] if not r["long"]])
