@@ -507,6 +507,38 @@ def test_report_tables_the_emp_group_with_spread_and_the_group_mean(tmp_path):
     assert table[4] == "| mean over the 2 tasks | - | 35.0 ± 7.1 (2) | - | - | - |"
 
 
+def test_report_compares_each_pre_training_run_with_the_from_scratch_floor(tmp_path):
+    from scipy import stats
+
+    tasks = ["prom/prom_core_all", "tf/0", "mouse/0"]
+    p = tiny_preset(arms=["ov-dnabert", "ov-randommask"], tasks=tasks, emp_tasks=["EMP/H3", "EMP/H4", "EMP/H4ac"],
+                    main_seeds=[0, 1])
+    plan = replication.finetune_plan(p, tmp_path)
+    unit = {(u["arm"], u["pretrain_seed"], bool(u.get("emp"))): u["folder"] for u in plan
+            if u["step"] in (0, p["steps"]) and not u.get("long")}
+    dn = {"prom/prom_core_all": [0.60, 0.62], "tf/0": [0.50], "mouse/0": [0.40, 0.44]}
+    floor = {"prom/prom_core_all": [0.55], "tf/0": [0.52, 0.56], "mouse/0": [0.30]}
+    for folder, by_task in ((unit["ov-dnabert", 1, False], dn), (unit["scratch", None, False], floor)):
+        for task, mccs in by_task.items():
+            for seed, mcc in enumerate(mccs):
+                _fake_run(folder, task, seed, mcc)
+    for task, (pre, none) in {"EMP/H3": (0.40, 0.55), "EMP/H4": (0.50, 0.70), "EMP/H4ac": (0.30, 0.47)}.items():
+        _fake_run(unit["ov-randommask", 0, True], task, 0, pre)
+        _fake_run(unit["scratch", None, True], task, 0, none)
+    write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path), plan)
+    report = (tmp_path / "report.md").read_text()
+    # The slow way: per task the mean over seeds, the differences, a t interval and the signed-rank test.
+    diffs = [np.mean(dn[t]) - np.mean(floor[t]) for t in sorted(tasks)]
+    lo, hi = stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
+    row = (f"| short tasks | ov-dnabert.s1 | 3 | 2 | {100 * np.mean(diffs):+.2f} | {100 * lo:+.2f} to "
+           f"{100 * hi:+.2f} | {stats.wilcoxon(diffs).pvalue:.2g} |")
+    assert row in report
+    assert "| EMP | ov-randommask.s0 | 3 | 0 | -17.33 |" in report
+    assert "ov-randommask.s0 -17.33 MCC over 3 tasks (below the floor)" in report  # -15, -20, -17: interval below 0
+    assert "ov-dnabert.s1 +4.67 MCC over 3 tasks (not told from the floor)" in report  # +6, -4, +12
+    assert "| short tasks | ov-randommask" not in report  # no run of that arm: no row
+
+
 def _pair(diffs: list[float], seeds: list[int]) -> dict:
     by_a = {f"t{i}": [0.5 + d] for i, d in enumerate(diffs)}
     pair = paired_tasks(by_a, {f"t{i}": [0.5] for i in range(len(diffs))})

@@ -152,6 +152,39 @@ def run_means(recs: list[dict], step: int) -> dict[tuple[str, int], dict[str, li
     return {(arm, sd): _by(recs, arm=arm, step=step, pretrain_seed=sd) for arm, sd in runs}
 
 
+def floor_compared(p: dict[str, Any], recs: list[dict], emp: list[dict]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Does pre-training help at all here? Each main pre-training run at the end of pre-training (short tasks)
+    and its EMP fine-tunes, against the from-scratch floor, paired by task: (group, run, paired_tasks) for each
+    run with two or more tasks in common with the floor."""
+    out = []
+    for group, pool in (("short tasks", recs), ("EMP", emp)):
+        floor = _by(pool, arm="scratch")
+        for arm, sd in sorted({(r["arm"], r["pretrain_seed"]) for r in pool
+                               if r["arm"] in MAIN_ARMS and r["step"] == p["steps"]}):
+            pair = paired_tasks(_by(pool, arm=arm, step=p["steps"], pretrain_seed=sd), floor) if floor else None
+            if pair is not None:
+                out.append((group, f"{arm}.s{sd}", pair))
+    return out
+
+
+def floor_section(floor: list[tuple[str, str, dict[str, Any]]]) -> list[str]:
+    """The table of `floor_compared`: each pre-training run minus from scratch, paired by task."""
+    out = ["## Pre-training against none: the from-scratch floor", "",
+           "Each pre-training run at the end of pre-training (EMP: its continuation) minus the same model fine-tuned "
+           "from random weights, paired by task over the tasks both have (each task: the mean over its fine-tuning "
+           "seeds); MCC x 100.", ""]
+    if not floor:
+        return [*out, "No from-scratch fine-tune has finished yet.", ""]
+    out += ["| tasks | run | tasks in common | pre-trained higher on | pre-trained minus scratch | 95% interval | "
+            "Wilcoxon p |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for group, run, pair in floor:
+        d, half = 100 * pair["mean_diff"], 100 * pair["ci"]
+        out.append(f"| {group} | {run} | {pair['tasks']} | {pair['wins']} | {d:+.2f} | {d - half:+.2f} to "
+                   f"{d + half:+.2f} | {_p(pair['wilcoxon_p'])} |")
+    return [*out, "", "Not adjusted for multiplicity (one test per run and group); with 3 EMP tasks the signed-rank "
+            "test cannot go below 0.25.", ""]
+
+
 def runs_compared(runs: dict[tuple[str, int], dict[str, list[float]]]) -> dict[str, Any] | None:
     """RandomMask against DNABERT's masking with each pre-training run as one observation.
 
@@ -402,7 +435,9 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
           "step, and one t-test over the pre-training runs per step where each arm has two); per-task p-values "
           "are Holm-adjusted within a step, the across-task and across-run tests are not adjusted.", ""]
     # --- verdict
-    L += ["## Verdict", "", *verdict_lines(p, compared, courses, by_runs), ""]
+    floor = floor_compared(p, recs, emp)
+    L += floor_section(floor)
+    L += ["## Verdict", "", *verdict_lines(p, compared, courses, by_runs, floor), ""]
     # --- ablations
     L += ["## Which part of RandomMask carries the effect (end of pre-training)", "",
           "| arm | what | mean MCC over tasks | against ov-randommask, paired by task |", "| --- | --- | ---: | --- |"]
@@ -471,13 +506,14 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
 
 def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
                   courses: dict[tuple[str, int], list[tuple[int, float]]],
-                  runs: dict[int, dict[str, Any] | None] | None = None) -> list[str]:
+                  runs: dict[int, dict[str, Any] | None] | None = None,
+                  floor: list[tuple[str, str, dict[str, Any]]] | None = None) -> list[str]:
     """The comparison in plain words: at each fine-tuned point, which masking is ahead (the across-task mean
     difference's 95% interval excludes zero, the signed-rank test agrees at 0.05 and, where each arm has two
     pre-training runs, the interval over the runs excludes zero on the same side) or that none is, with the
     size of effect the intervals rule out; what the trend over pre-training says, and each pre-training run's
     own course (``courses``: per (arm, seed), its mean MCC over the tasks at each point where it has them all);
-    where the evidence stops."""
+    whether pre-training beats none (``floor``: `floor_compared`); where the evidence stops."""
     runs = runs or {}
     tps = p["batch_size"] * p["max_tokens"]
     main_seeds, n_tasks = len(p["main_seeds"]), len(p["tasks"])
@@ -538,6 +574,16 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
             lines.append(f"- {arm}.s{sd}, mean MCC over the {n_tasks} tasks: "
                          + ", ".join(f"{100 * m:.1f} at step {st}" for st, m in pts)
                          + f" ({100 * (pts[-1][1] - pts[0][1]):+.1f} from the first point to the last).")
+    def side(pair: dict[str, Any]) -> str:  # where the 95% interval of run minus scratch lies
+        lo, hi = pair["mean_diff"] - pair["ci"], pair["mean_diff"] + pair["ci"]
+        return ("above" if lo > 0 else "below" if hi < 0 else "not told from") + " the floor"
+
+    for group in ("short tasks", "EMP"):
+        rows = [(run, pair) for g, run, pair in (floor or []) if g == group]
+        if rows:
+            lines.append(f"- **Against no pre-training** ({group}, paired by task): " + "; ".join(
+                f"{run} {100 * pair['mean_diff']:+.2f} MCC over {pair['tasks']} tasks ({side(pair)})"
+                for run, pair in rows) + ".")
     tokens = p["steps"] * tps
     if end is None:
         lines.append("- **Which masking to use: not known yet**; the end-of-pre-training comparison has not run.")
