@@ -146,6 +146,11 @@ def paired_tasks(by_task_a: dict[str, list[float]], by_task_b: dict[str, list[fl
             "wins": sum(d > 0 for d in diffs), "diffs": dict(zip(tasks, diffs, strict=True))}
 
 
+def run_mean(by_task: dict[str, list[float]], tasks: list[str]) -> float:
+    """One pre-training run's mean MCC over ``tasks``, each task first averaged over its fine-tuning seeds."""
+    return float(np.mean([np.mean(by_task[t]) for t in tasks]))
+
+
 def run_means(recs: list[dict], step: int) -> dict[tuple[str, int], dict[str, list[float]]]:
     """The main arms' fine-tunes at one point, by pre-training run (arm, seed), then task: their test MCCs."""
     runs = sorted({(r["arm"], r["pretrain_seed"]) for r in recs if r["arm"] in MAIN_ARMS and r["step"] == step})
@@ -198,7 +203,7 @@ def runs_compared(runs: dict[tuple[str, int], dict[str, list[float]]]) -> dict[s
     if not runs:
         return None
     tasks = sorted(set.intersection(*(set(by_task) for by_task in runs.values())))
-    means = {k: float(np.mean([np.mean(by_task[t]) for t in tasks])) for k, by_task in runs.items()} if tasks else {}
+    means = {k: run_mean(by_task, tasks) for k, by_task in runs.items()} if tasks else {}
     a = [m for (arm, _), m in means.items() if arm == "ov-randommask"]
     b = [m for (arm, _), m in means.items() if arm == "ov-dnabert"]
     if min(len(a), len(b)) < 2:
@@ -427,7 +432,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
         by_run = run_means(recs, step)
         for run, by_task in by_run.items():
             if all(t in by_task for t in tasks):
-                courses[run].append((step, float(np.mean([np.mean(by_task[t]) for t in tasks]))))
+                courses[run].append((step, run_mean(by_task, tasks)))
         by_runs[step] = runs_compared(by_run)
         comparisons += by_runs[step] is not None
         L += pretrain_runs_lines(by_run, by_runs[step], tasks if step == p["steps"] else None)
@@ -715,7 +720,7 @@ def pretrain_runs_lines(by_run: dict[tuple[str, int], dict[str, list[float]]], r
     name = {k: f"{k[0]}.s{k[1]}" for k in by_run}
     common = sorted(set.intersection(*(set(v) for v in by_run.values())))
     out = [f"Per pre-training run, the mean test MCC over the {len(common)} tasks every run has: "
-           + "; ".join(f"{name[k]} {100 * np.mean([np.mean(v[t]) for t in common]):.1f}" if common else
+           + "; ".join(f"{name[k]} {100 * run_mean(v, common):.1f}" if common else
                        f"{name[k]} -" for k, v in by_run.items()) + ".", ""]
     if tasks:
         keys = list(by_run)
