@@ -220,3 +220,5 @@ def test_missing_arguments_and_conflicts(toy_task, tmp_path, capsys):
     assert "stride must be 1" in one_error_line(capsys)
     assert main(["finetune", str(toy_task), "--from-scratch", "--dropout", "1.5"]) == 2
     assert "dropout must be in [0, 1), got 1.5" in one_error_line(capsys)
+    assert main(["finetune", str(toy_task), "--from-scratch", "--patience-from-mcc", "1"]) == 2
+    assert "patience_from_mcc must be in [-1, 1) (an MCC), got 1.0" in one_error_line(capsys)

@@ -169,6 +169,18 @@ def test_finetune_from_a_checkpoint_file_stops_at_a_plateau_and_scores_all_of_de
         "progress": False, "learning_rate": 1e-12, "warmup_steps": 0, "max_steps": 40, "eval_steps": 2,
         "patience": 2, "min_steps": 10, "select_dev_examples": 50, "device": "cpu", "save_model": False}))
     assert late["stopped_at"] == 10 and late["best"]["step"] == 2
+    # With patience_from_mcc, evaluations count towards the plateau only once the best dev MCC has passed it: a
+    # run that never takes off (lr 1e-12, best dev MCC below 0.99) is not stopped, whatever the patience; a
+    # threshold already passed at the first evaluation stops it where plain patience does.
+    def waiting(threshold: float) -> dict:
+        return finetune(load_finetune_config({
+            "model": str(point), "task": str(GUE / "prom" / "prom_core_all"), "progress": False,
+            "out_dir": str(tmp_path / f"wait{threshold}"), "learning_rate": 1e-12, "warmup_steps": 0, "max_steps": 16,
+            "eval_steps": 2, "patience": 2, "patience_from_mcc": threshold, "select_dev_examples": 50,
+            "device": "cpu", "save_model": False}))
+    never = waiting(0.99)
+    assert never["stopped_at"] is None and never["steps_run"] == 16 and never["best"]["dev"]["mcc"] < 0.99
+    assert waiting(-1.0)["stopped_at"] == 6
     assert res["best"]["selection_rows"] == 50
     # The reported dev score is the best model on every dev row, not on the 50 used for selection.
     state = ckpt.load_checkpoint(next((out / "checkpoints").glob("step-*.pt")))

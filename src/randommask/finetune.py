@@ -106,6 +106,9 @@ class FinetuneSettings:
     patience: int | None = None  # stop after this many dev evaluations without a better dev MCC (None: never)
     min_steps: int = 0  # patience cannot stop a run before this step: a small task's dev MCC can sit near
     # zero for its first hundreds of steps before it starts to rise
+    patience_from_mcc: float | None = None  # patience counts only once the best dev MCC has passed this: a task
+    # whose dev MCC sits at chance (0) for a number of steps that varies by seed is not stopped before it takes
+    # off (None: from the first evaluation; the run is still capped by max_steps and epochs)
     select_dev_examples: int | None = None  # dev rows scored during training to pick the best step (seeded
     # subset; None: all); the best model is then scored on all of dev and on test
     weight_decay: float = 0.01  # AdamW weight decay
@@ -131,6 +134,9 @@ class FinetuneSettings:
             if value is not None and value < (0 if name == "warmup_steps" else 1):
                 raise RandomMaskError(f"config: {name} must be at least {0 if name == 'warmup_steps' else 1}, "
                                       f"got {value}")
+        if self.patience_from_mcc is not None and not -1 <= self.patience_from_mcc < 1:
+            raise RandomMaskError(f"config: patience_from_mcc must be in [-1, 1) (an MCC), got "
+                                  f"{self.patience_from_mcc}")
         if self.min_steps < 0:
             raise RandomMaskError(f"config: min_steps must be at least 0, got {self.min_steps}")
         for name in ("eval_batch_size", "log_interval"):
@@ -539,8 +545,8 @@ def _finetune(cfg: FinetuneConfig, spec: ModelSpec, cache: SplitCache, task: Tas
             if dev_m["mcc"] > best_mcc:  # ties keep the earlier model
                 best_mcc, best_step, best_dev, since_best = dev_m["mcc"], step, dev_m, 0
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            else:
-                since_best += 1
+            elif cfg.patience_from_mcc is None or best_mcc > cfg.patience_from_mcc:
+                since_best += 1  # below the take-off threshold, no evaluation counts towards the plateau
             if bar:
                 bar.set_postfix_str(f"dev MCC {dev_m['mcc']:.3f} (best {best_mcc:.3f} @ {best_step})", refresh=False)
             if cfg.patience is not None and since_best >= cfg.patience and step >= cfg.min_steps:

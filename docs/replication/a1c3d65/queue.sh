@@ -14,9 +14,9 @@
 # fine-tunes cannot continue in a later session on another CPU), and the from-scratch floor. Where the machine
 # is the one the units ran on and its study folder survived (2026-12-05), pre-training is skipped as finished.
 # Order within a reproduced unit: the end point's seeds 0-2, the thirds' seed 0, the longer check, EMP's 3 seeds
-# (main_first); the floor from scratch, EMP and short tasks (from scratch beat both `.s1` units on EMP: whether
-# pre-training helps at all here comes before more seeds); then the end point's seeds 3-4 and the thirds' seeds
-# 1-2 (main_rest); the ablation arms last (the issue cuts them first).
+# (main_first); the floor from scratch, EMP and short tasks' seeds 0-2 (from scratch beat both `.s1` units on EMP:
+# whether pre-training helps at all here comes before more seeds); then the end point's seeds 3-4 and the thirds'
+# seeds 1-2 (main_rest); the floor's seeds 3-4; the ablation arms last (the issue cuts them first).
 set -euo pipefail
 : "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
 export OMP_NUM_THREADS=1 GUE
@@ -47,8 +47,8 @@ case "${1:?queue 1 or 2}" in
   1)
     main_first ov-dnabert 1; main_first ov-dnabert 0
     study --arm scratch --stage finetune --ft-unit emp  # the EMP floor (independent of the CPU)
+    main_rest ov-dnabert 1; main_rest ov-dnabert 0  # the main comparison's seeds before the floor's 4th and 5th
     study --arm scratch --stage finetune --ft-unit short --ft-seeds 3-4  # (a run folder is locked, not a unit)
-    main_rest ov-dnabert 1; main_rest ov-dnabert 0
     for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
     ;;
   2)
