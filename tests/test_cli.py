@@ -42,6 +42,12 @@ def test_field_docs_sources() -> None:
         beta: float = 0.5
         gamma: list[int] = field(default_factory=list)  # from a comment
         delta: str = ""
+        zeta: int = 0  # a comment that goes on
+        # on the comment lines under it
+        # (two of them)
+
+        # a comment above a field, after a blank line, is not zeta's
+        eta: int = 0
 
     @dataclass
     class Child(Base):
@@ -51,7 +57,8 @@ def test_field_docs_sources() -> None:
 
     docs = field_docs(Child)
     assert docs == {"alpha": "from the docstring, continued here.", "beta": "a bullet, 50% of it.",
-                    "gamma": "from a comment", "epsilon": "the child's own"}
+                    "gamma": "from a comment", "epsilon": "the child's own",
+                    "zeta": "a comment that goes on on the comment lines under it (two of them)"}
     assert field_docs(MaskingConfig)["k"].startswith("k-mer length")
     assert field_docs(BenchmarkConfig)["learning_rate"].startswith("peak learning rate")  # inherited
 

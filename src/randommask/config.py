@@ -193,12 +193,14 @@ def leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Any]]:
 
 _DOC_LINE = re.compile(r"^(\s*)(?:- )?`?(\w+)`?: (.+)$")
 _FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$")
+_COMMENT_ONLY = re.compile(r"^\s+#\s*(.+)$")
 
 
 def field_docs(cls: type) -> dict[str, str]:
     """What each field of a dataclass means, from where the code says it: a ``name: text`` line of the
-    class docstring (continuation lines indented deeper) or a ``# comment`` at the end of the field's line.
-    Inherited fields are documented by the class that declares them."""
+    class docstring (continuation lines indented deeper) or a ``# comment`` at the end of the field's line
+    (continued on the comment-only lines right under it). Inherited fields are documented by the class that
+    declares them."""
     docs: dict[str, str] = {}
     names = {f.name for f in dataclasses.fields(cls)}
     for klass in reversed(cls.__mro__):
@@ -219,10 +221,15 @@ def field_docs(cls: type) -> dict[str, str]:
             source = inspect.getsource(klass).splitlines()
         except (OSError, TypeError):
             continue
-        for line in source:
+        for i, line in enumerate(source):
             m = _FIELD_COMMENT.match(line)
             if m and m.group(1) in names and m.group(1) in klass.__dict__.get("__annotations__", {}):
-                docs[m.group(1)] = m.group(2).strip()
+                text = [m.group(2).strip()]
+                for more in source[i + 1:]:
+                    if not (c := _COMMENT_ONLY.match(more)):
+                        break
+                    text.append(c.group(1).strip())
+                docs[m.group(1)] = " ".join(text)
     return docs
 
 
