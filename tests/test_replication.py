@@ -552,6 +552,43 @@ def test_report_compares_each_pre_training_run_with_the_from_scratch_floor(tmp_p
     assert "| short tasks | ov-randommask" not in report  # no run of that arm: no row
 
 
+def test_report_weighs_each_ablation_against_its_seed_s_main_runs_and_the_spread_between_runs(tmp_path):
+    tasks = ["prom/prom_core_all", "tf/0", "mouse/0"]
+    p = tiny_preset(arms=["ov-dnabert", "ov-randommask", "ov-bert", "rm-phases-2"], tasks=tasks, main_seeds=[0, 1])
+    plan = replication.finetune_plan(p, tmp_path)
+    end = {(u["arm"], u["pretrain_seed"]): u["folder"] for u in plan
+           if u["step"] in (0, p["steps"]) and not u.get("long") and not u.get("emp")}
+    base = {"prom/prom_core_all": 0.60, "tf/0": 0.50, "mouse/0": 0.40}
+    shift = {("ov-randommask", 0): 0.0, ("ov-randommask", 1): 0.02, ("ov-dnabert", 0): 0.01,
+             ("ov-dnabert", 1): -0.01, ("ov-bert", 0): -0.10, ("rm-phases-2", 0): -0.015, ("scratch", None): -0.05}
+    wobble = {"prom/prom_core_all": 0.004, "tf/0": -0.002, "mouse/0": 0.0}  # per (run, task) noise, seeded below
+    rng = np.random.default_rng(1)
+    mccs: dict[tuple, dict[str, list[float]]] = {}
+    for run, d in shift.items():
+        for task in tasks:
+            for seed in range(2):
+                mcc = base[task] + d + wobble[task] * (1 + rng.random()) + 0.001 * seed
+                _fake_run(end[run], task, seed, mcc)
+                mccs.setdefault(run, {}).setdefault(task, []).append(mcc)
+    write_report(p, tmp_path, "abc", replication.arms_of(p), replication.pretrain_units(p, tmp_path), plan)
+    report = (tmp_path / "report.md").read_text()
+
+    def cell(a: tuple, b: tuple) -> str:  # the slow way: task means, their differences, scipy's interval and test
+        diffs = [np.mean(mccs[a][t]) - np.mean(mccs[b][t]) for t in sorted(tasks)]
+        lo, hi = stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
+        return (f"{100 * np.mean(diffs):+.2f} ({100 * lo:+.2f} to {100 * hi:+.2f}; "
+                f"p = {stats.wilcoxon(diffs).pvalue:.2g}; 3 tasks)")
+
+    bert, rm0, dn0, floor = ("ov-bert", 0), ("ov-randommask", 0), ("ov-dnabert", 0), ("scratch", None)
+    assert (f"| {cell(bert, rm0)} | {cell(bert, dn0)} | {cell(bert, floor)} |") in report
+    assert f"ov-randommask.s1 minus ov-randommask.s0 {cell(('ov-randommask', 1), rm0)}" in report
+    assert f"ov-dnabert.s1 minus ov-dnabert.s0 {cell(('ov-dnabert', 1), dn0)}" in report
+    # -10 MCC is past the 2-MCC spread between runs of one masking; -1.5 is inside it, whatever its interval says.
+    assert "- ov-bert.s0 against ov-randommask.s0: below it over the tasks, by more than two runs of one" in report
+    assert "- rm-phases-2.s0 against ov-randommask.s0: below it over the tasks, by less than two runs" in report
+    assert "not attributable to the masking" in report
+
+
 def _pair(diffs: list[float], seeds: list[int]) -> dict:
     by_a = {f"t{i}": [0.5 + d] for i, d in enumerate(diffs)}
     pair = paired_tasks(by_a, {f"t{i}": [0.5] for i in range(len(diffs))})

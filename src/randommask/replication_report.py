@@ -444,18 +444,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     L += floor_section(floor)
     L += ["## Verdict", "", *verdict_lines(p, compared, courses, by_runs, floor), ""]
     # --- ablations
-    L += ["## Which part of RandomMask carries the effect (end of pre-training)", "",
-          "| arm | what | mean MCC over tasks | against ov-randommask, paired by task |", "| --- | --- | ---: | --- |"]
-    rm = _by(recs, arm="ov-randommask", step=p["steps"])
-    for arm in arms.values():
-        if arm.name in MAIN_ARMS:
-            continue
-        samples = task_average_samples(recs, tasks, arm=arm.name, step=p["steps"])
-        pair = paired_tasks(_by(recs, arm=arm.name, step=p["steps"]), rm)
-        vs = "-" if pair is None else (
-            f"{100 * pair['mean_diff']:+.2f} (95% {100 * (pair['mean_diff'] - pair['ci']):+.2f} to "
-            f"{100 * (pair['mean_diff'] + pair['ci']):+.2f}), Wilcoxon p = {pair['wilcoxon_p']:.2g}")
-        L.append(f"| {arm.name} | {arm.what} | {_fmt(*t_interval(samples))} | {vs} |")
+    L += ablation_section(p, recs, arms, tasks)
     # --- BPE
     if "bpe-bert" in arms:
         L += ["", *equal_compute_section(p, recs, tasks, plan, bases_per_token(root))]
@@ -507,6 +496,77 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=1, default=str))
     print(report, flush=True)
     return summary
+
+
+def _diff_cell(pair: dict[str, Any] | None) -> str:
+    """A paired-by-task difference as a table cell: MCC x 100, its 95% interval, the signed-rank p and the
+    number of tasks it is over; '-' where fewer than two tasks are in common."""
+    if pair is None:
+        return "-"
+    d, half = 100 * pair["mean_diff"], 100 * pair["ci"]
+    return f"{d:+.2f} ({d - half:+.2f} to {d + half:+.2f}; p = {pair['wilcoxon_p']:.2g}; {pair['tasks']} tasks)"
+
+
+def ablation_section(p: dict[str, Any], recs: list[dict], arms: dict[str, Any], tasks: list[str]) -> list[str]:
+    """Which part of RandomMask carries the effect: each arm besides the main two, at the end of pre-training,
+    minus ``ov-randommask`` and ``ov-dnabert`` pre-trained from the same seed (the same initial weights and data
+    order, so only the masking differs) and minus the from-scratch floor, paired by task. One run per ablation
+    cannot hold the spread between pre-training runs, so the section also gives it, from the main arms' two runs:
+    the size a difference must pass before a masking, not a seed, can be named as its cause."""
+    end = p["steps"]
+    out = ["## Which part of RandomMask carries the effect (end of pre-training)", "",
+           "Each arm below is pre-trained once, from the first pre-training seed: the same initial weights and data "
+           "order as the main arms' run from that seed, so against those only the masking differs. Differences are "
+           "paired by task (each task: the mean over its fine-tuning seeds), MCC x 100, with their 95% interval, "
+           "the Wilcoxon signed-rank p and the tasks they are over; not adjusted for the number of comparisons.",
+           ""]
+    spread = []
+    for arm in MAIN_ARMS:
+        seeds = sorted({r["pretrain_seed"] for r in recs if r["arm"] == arm and r["step"] == end})
+        if len(seeds) >= 2:
+            pair = paired_tasks(_by(recs, arm=arm, step=end, pretrain_seed=seeds[1]),
+                                _by(recs, arm=arm, step=end, pretrain_seed=seeds[0]))
+            if pair is not None:
+                spread.append((f"{arm}.s{seeds[1]} minus {arm}.s{seeds[0]}", pair))
+    if spread:
+        out += ["Between two pre-training runs of one masking (the yardstick): "
+                + "; ".join(f"{name} {_diff_cell(pair)}" for name, pair in spread)
+                + ". An ablation whose difference from `ov-randommask` is smaller than the larger of these cannot "
+                "be told from a change of pre-training seed, whatever its interval over tasks.", ""]
+    floor = _by(recs, arm="scratch")
+    refs = ("ov-randommask", "ov-dnabert")
+    rows, readings = [], []
+    for arm in arms.values():
+        if arm.name in MAIN_ARMS:
+            continue
+        for sd in arm.seeds:
+            own = _by(recs, arm=arm.name, step=end, pretrain_seed=sd)
+            samples = task_average_samples(recs, tasks, arm=arm.name, step=end, pretrain_seed=sd)
+            pairs = [paired_tasks(own, _by(recs, arm=ref, step=end, pretrain_seed=sd)) for ref in refs]
+            pairs.append(paired_tasks(own, floor) if floor else None)
+            rows.append(f"| {arm.name}.s{sd} | {arm.what} | {_fmt(*t_interval(samples))} | "
+                        + " | ".join(_diff_cell(pair) for pair in pairs) + " |")
+            vs_rm = pairs[0]
+            if vs_rm is not None and vs_rm["tasks"] == len(tasks):
+                lo, hi = vs_rm["mean_diff"] - vs_rm["ci"], vs_rm["mean_diff"] + vs_rm["ci"]
+                side = "above" if lo > 0 else "below" if hi < 0 else None
+                widest = max((abs(pair["mean_diff"]) for _, pair in spread), default=None)
+                if side is None:
+                    words = "not told from it over the tasks"
+                elif widest is not None and abs(vs_rm["mean_diff"]) <= widest:
+                    words = (f"{side} it over the tasks, by less than two runs of one masking differ "
+                             f"({100 * widest:.2f}): not attributable to the masking")
+                else:
+                    words = f"{side} it over the tasks" + ("" if widest is None else
+                                                           f", by more than two runs of one masking differ "
+                                                           f"({100 * widest:.2f})")
+                readings.append(f"- {arm.name}.s{sd} against ov-randommask.s{sd}: {words}.")
+    first = arms[MAIN_ARMS[0]].seeds[0] if MAIN_ARMS[0] in arms else 0
+    out += [f"| run | what | mean MCC over tasks | minus ov-randommask.s{first} | minus ov-dnabert.s{first} | "
+            "minus from scratch |", "| --- | --- | ---: | --- | --- | --- |", *rows, ""]
+    if readings:
+        out += ["Read over all the tasks (arms with every task finished):", "", *readings, ""]
+    return out
 
 
 def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
