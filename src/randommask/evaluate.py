@@ -272,8 +272,8 @@ def render_markdown(summary: dict, compare_published: bool, source: dict) -> str
                      "trained on dev.csv minus a seeded, class-stratified holdout (used for model selection) and "
                      "scored on test.csv. Not comparable to published full-train numbers.")
     if any_smoke:
-        notes.append(f"{SMOKE_MARK} Smoke run: splits subsampled with --max-train-examples / --max-eval-examples; "
-                     "these numbers only show the pipeline works.")
+        notes.append(f"{SMOKE_MARK} Subsampled splits (--max-train-examples / --max-eval-examples: a smoke run or a "
+                     "low-data check): not comparable to GUE's published numbers.")
     if partial:
         notes.append("A group average over fewer tasks than the paper's group is not comparable to the published "
                      "average either.")

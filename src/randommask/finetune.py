@@ -7,7 +7,8 @@ fine-tuning of BERT + pooler + a new linear classifier with AdamW (lr 3e-5, weig
 and the model with the best dev MCC kept (in memory; it is the checkpoint written). The test set is
 scored once, at the end, with that model. Every hyper-parameter can be overridden; ``max_steps``
 caps training (short CPU and test runs), and ``max_train_examples`` / ``max_eval_examples`` subsample
-the splits, for smoke runs only: results.json records it and such numbers mean nothing for GUE.
+the splits (smoke runs; a low-data check cuts only the training split): results.json records it, and
+such numbers are not comparable to GUE's.
 
 Inputs are tokenized with the model's own tokenizer. ``tokenizer_stride`` switches between
 overlapping (1) and non-overlapping (k) k-mers at fine-tuning time: the vocabulary is the same for a
@@ -115,8 +116,8 @@ class FinetuneSettings:
     grad_clip: float = 1.0  # clip the global gradient norm to this (0: no clipping)
     dropout: float | None = None  # hidden and attention dropout while fine-tuning (None: the model's own)
     dev_holdout: float = 0.1  # fallback protocol: share of dev.csv held out for model selection
-    max_train_examples: int | None = None  # smoke runs only: seeded subsample of the training split
-    max_eval_examples: int | None = None  # smoke runs only: seeded subsample of dev and test
+    max_train_examples: int | None = None  # seeded subsample of the training split (smoke runs, low-data checks)
+    max_eval_examples: int | None = None  # seeded subsample of dev and test (smoke runs only)
     log_interval: int = 50  # steps between log lines
     device: str = "auto"  # auto, cpu, cuda
     progress: bool = True  # show a progress bar
@@ -269,7 +270,7 @@ def build_classifier(spec: ModelSpec, num_labels: int, seed: int,
 
 # ------------------------------------------------------------------------------------------ data and plan
 def subsample(split: Split, n: int | None, seed: int, salt: int) -> Split:
-    """A seeded random subset of ``n`` rows in file order (smoke runs), or the split itself."""
+    """A seeded random subset of ``n`` rows in file order (smoke runs, low-data checks), or the split itself."""
     if n is None or len(split) <= n:
         return split
     keep = np.sort(np.random.default_rng([seed, salt]).choice(len(split), size=n, replace=False))
@@ -491,7 +492,7 @@ def _finetune(cfg: FinetuneConfig, spec: ModelSpec, cache: SplitCache, task: Tas
     start = "from scratch" if spec.state is None else f"from {spec.source['run']} (step {spec.source['step']})"
     print(f"randommask finetune: {task.name} ({task.group}, {'FALLBACK' if task.fallback else 'standard'} "
           f"protocol), {sizes['train']} train / {sizes['dev']} dev / {sizes['test']} test, {task.num_classes} "
-          f"classes{' (subsampled: smoke run)' if subsampled else ''}; {num_parameters(model) / 1e6:.2f}M "
+          f"classes{' (subsampled)' if subsampled else ''}; {num_parameters(model) / 1e6:.2f}M "
           f"parameters {start}, tokenizer {tok.name}; {total} steps x {bs}, lr {plan['learning_rate']:g}, "
           f"max {max_len} tokens, on {device.type}", flush=True)
     if task.fallback:
