@@ -533,6 +533,7 @@ def ablation_section(p: dict[str, Any], recs: list[dict], arms: dict[str, Any], 
                 + "; ".join(f"{name} {_diff_cell(pair)}" for name, pair in spread)
                 + ". An ablation whose difference from `ov-randommask` is smaller than the larger of these cannot "
                 "be told from a change of pre-training seed, whatever its interval over tasks.", ""]
+    widest = max((abs(pair["mean_diff"]) for _, pair in spread), default=None)
     floor = _by(recs, arm="scratch")
     refs = ("ov-randommask", "ov-dnabert")
     rows, readings = [], []
@@ -550,7 +551,6 @@ def ablation_section(p: dict[str, Any], recs: list[dict], arms: dict[str, Any], 
             if vs_rm is not None and vs_rm["tasks"] == len(tasks):
                 lo, hi = vs_rm["mean_diff"] - vs_rm["ci"], vs_rm["mean_diff"] + vs_rm["ci"]
                 side = "above" if lo > 0 else "below" if hi < 0 else None
-                widest = max((abs(pair["mean_diff"]) for _, pair in spread), default=None)
                 if side is None:
                     words = "not told from it over the tasks"
                 elif widest is not None and abs(vs_rm["mean_diff"]) <= widest:
@@ -561,7 +561,7 @@ def ablation_section(p: dict[str, Any], recs: list[dict], arms: dict[str, Any], 
                                                            f", by more than two runs of one masking differ "
                                                            f"({100 * widest:.2f})")
                 readings.append(f"- {arm.name}.s{sd} against ov-randommask.s{sd}: {words}.")
-    first = arms[MAIN_ARMS[0]].seeds[0] if MAIN_ARMS[0] in arms else 0
+    first = p["main_seeds"][0]  # every ablation arm's one pre-training seed (replication.arms_of)
     out += [f"| run | what | mean MCC over tasks | minus ov-randommask.s{first} | minus ov-dnabert.s{first} | "
             "minus from scratch |", "| --- | --- | ---: | --- | --- | --- |", *rows, ""]
     if readings:
