@@ -13,29 +13,38 @@
 # 40 minutes of pre-training and 27 fine-tunes of 1-3 minutes on the fastest machine seen; start it early, its
 # fine-tunes cannot continue in a later session on another CPU), and the from-scratch floor. Where the machine
 # is the one the units ran on and its study folder survived (2026-12-05), pre-training is skipped as finished.
-# Order within a reproduced unit: the end point's seeds 0-2, the thirds' seed 0, the longer check, EMP's 3 seeds
-# (main_first); the floor from scratch, EMP and short tasks' seeds 0-2 (from scratch beat both `.s1` units on EMP:
-# whether pre-training helps at all here comes before more seeds); then the end point's seeds 3-4 and the thirds'
-# seeds 1-2 (main_rest); the floor's seeds 3-4; the ablation arms last (the issue cuts them first).
+# The main arms have three pre-training seeds (`--main-seeds 3`, from the eighth session): the `.s0` units (AMD
+# EPYC) cannot continue on the Intel machine the later sessions got, so `.s2` is pre-trained there to give each
+# masking two complete pre-training runs (`.s1`, `.s2`) and the run-level comparison a third run a side.
+# Order within a reproduced unit: its pre-training and the end point's fine-tuning seed 0 on every task, which
+# makes one complete run mean (main_first); the two ablation arms already begun on this machine; then the end
+# point's seeds 1-2, the thirds' seed 0, the longer check, EMP's 3 seeds (main_next); the floor (finished); then
+# the end point's seeds 3-4 and the thirds' seeds 1-2 (main_rest); the ablation arms not begun last (the issue
+# cuts them first).
 set -euo pipefail
 : "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
 export OMP_NUM_THREADS=1 GUE
 here=$(cd "$(dirname "$0")" && pwd)
-study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --store /tmp/chr20 --gue "$GUE" \
-            --out "$OUT" --progress false "$@"; }
+study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 3 --store /tmp/chr20 \
+            --gue "$GUE" --out "$OUT" --progress false "$@"; }
 ft() { study --arm "$1" --pretrain-seed "$2" --stage finetune --ft-unit "$3" --ft-seeds "$4"; }
 
 reproduced=" "  # the main units this machine reproduces (checked once each)
-main_first() {  # ARM SEED: pre-train it again if needed, then the fine-tunes that answer a question first
+main_first() {  # ARM SEED: pre-train it again if needed (with its EMP continuation), then one complete run mean
   local arm=$1 seed=$2
   if [ -s "$here/pretrain/$arm.s$seed/metrics.jsonl" ] && ! bash "$here/reproduces.sh" "$arm" "$seed"; then
     return 0  # another model here: its fine-tunes must not join the synced ones
   fi
   reproduced+="$arm.s$seed "
-  study --arm "$arm" --pretrain-seed "$seed" --stage pretrain  # with its EMP continuation
-  ft "$arm" "$seed" step-21000 0-2; ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0
+  study --arm "$arm" --pretrain-seed "$seed" --stage pretrain
+  ft "$arm" "$seed" step-21000 0-0
+}
+main_next() {  # ARM SEED: the end point's 3 seeds, the thirds' first, the longer check, EMP (must-show 7)
+  local arm=$1 seed=$2
+  [[ $reproduced == *" $arm.s$seed "* ]] || return 0
+  ft "$arm" "$seed" step-21000 1-2; ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0
   ft "$arm" "$seed" step-21000-long 0-0  # the longer check, on every pre-training run (README.md)
-  ft "$arm" "$seed" emp 0-2  # must-show 7: the EMP group, 3 seeds
+  ft "$arm" "$seed" emp 0-2
 }
 main_rest() {  # ARM SEED: the remaining seeds of a unit main_first continued
   local arm=$1 seed=$2
@@ -45,17 +54,21 @@ main_rest() {  # ARM SEED: the remaining seeds of a unit main_first continued
 
 case "${1:?queue 1 or 2}" in
   1)
-    main_first ov-dnabert 1; main_first ov-dnabert 0
+    main_first ov-dnabert 2; main_first ov-dnabert 1; main_first ov-dnabert 0
+    study --arm rm-no-curriculum  # begun 2026-12-05 on the Intel machine (its checkpoint is kept there)
+    main_next ov-dnabert 2; main_next ov-dnabert 1; main_next ov-dnabert 0
     study --arm scratch --stage finetune --ft-unit emp  # the EMP floor (independent of the CPU)
-    main_rest ov-dnabert 1; main_rest ov-dnabert 0  # the main comparison's seeds before the floor's 4th and 5th
+    main_rest ov-dnabert 2; main_rest ov-dnabert 1; main_rest ov-dnabert 0
     study --arm scratch --stage finetune --ft-unit short --ft-seeds 3-4  # (a run folder is locked, not a unit)
-    for arm in rm-no-curriculum rm-widest-only bpe-bert; do study --arm "$arm"; done
+    for arm in rm-widest-only bpe-bert; do study --arm "$arm"; done
     ;;
   2)
-    main_first ov-randommask 1; main_first ov-randommask 0
+    main_first ov-randommask 2; main_first ov-randommask 1; main_first ov-randommask 0
+    study --arm rm-phases-2  # begun 2026-12-05 on the Intel machine (its checkpoints are kept there)
+    main_next ov-randommask 2; main_next ov-randommask 1; main_next ov-randommask 0
     study --arm scratch --stage finetune --ft-unit short --ft-seeds 0-2  # the floor: does pre-training help?
-    main_rest ov-randommask 1; main_rest ov-randommask 0
-    for arm in ov-bert rm-phases-2 rm-phases-10; do study --arm "$arm"; done
+    main_rest ov-randommask 2; main_rest ov-randommask 1; main_rest ov-randommask 0
+    for arm in ov-bert rm-phases-10; do study --arm "$arm"; done
     study --arm scratch --stage finetune  # whatever of the floor the other queue has not reached
     ;;
   *) echo "queue.sh: give 1 or 2" >&2; exit 2 ;;

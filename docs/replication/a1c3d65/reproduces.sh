@@ -19,8 +19,8 @@ synced=$here/pretrain/$arm.s$seed/metrics.jsonl
 [ -s "$synced" ] || { echo "reproduces.sh: no synced metrics for $arm.s$seed ($synced)" >&2; exit 2; }
 scratch=$(mktemp -d)
 trap 'pkill -f -- "--out $scratch " 2>/dev/null || true; rm -rf "$scratch"' EXIT
-OMP_NUM_THREADS=1 "$WT/.venv/bin/randommask" study --preset cpu-replication --store /tmp/chr20 --gue "${GUE:-.}" \
-  --out "$scratch" --progress false --arm "$arm" --pretrain-seed "$seed" --stage pretrain > "$scratch.log" 2>&1 &
+OMP_NUM_THREADS=1 "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 3 --store /tmp/chr20 \
+  --gue "${GUE:-.}" --out "$scratch" --progress false --arm "$arm" --pretrain-seed "$seed" --stage pretrain > "$scratch.log" 2>&1 &
 metrics=$scratch/pretrain/$arm.s$seed/metrics.jsonl
 until grep -q '"step": 100,' "$metrics" 2>/dev/null; do
   kill -0 $! 2>/dev/null || { echo "reproduces.sh: the rerun stopped: $(tail -n 1 "$scratch.log")" >&2; exit 2; }
