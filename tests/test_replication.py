@@ -280,6 +280,27 @@ def test_more_pre_training_seeds_of_the_main_arms(tmp_path):
         StudyConfig(preset="cpu-smoke", gue="GUE", store="s", main_seeds=3).resolved()
 
 
+def test_a_study_folder_with_more_main_seeds_is_reported_whole(tmp_path, capsys):
+    """A folder where --main-seeds 3 pre-trained `.s2` units: a later call without the flag (the report, a resume)
+    keeps them, instead of a report that silently drops finished runs; an explicit flag still decides."""
+    from randommask.study import StudyConfig, run_study
+
+    base = {"preset": "cpu-replication", "gue": "GUE", "store": "s", "out_dir": str(tmp_path)}
+    assert StudyConfig(**base).resolved()["main_seeds"] == [0, 1]  # an empty folder: the preset's
+    for name in ("ov-dnabert.s0", "ov-randommask.s2.emp", "ov-bert.s4", "ov-dnabert.s10x"):
+        (tmp_path / "pretrain" / name).mkdir(parents=True)
+    assert StudyConfig(**base).resolved()["main_seeds"] == [0, 1]  # an EMP continuation or ablation: no seed
+    (tmp_path / "pretrain" / "ov-randommask.s2").mkdir()
+    assert StudyConfig(**base).folder_main_seeds() == 3
+    assert StudyConfig(**base).resolved()["main_seeds"] == [0, 1, 2]
+    assert StudyConfig(**base, main_seeds=2).resolved()["main_seeds"] == [0, 1]
+    assert StudyConfig(**base, arm="ov-dnabert", pretrain_seed=2).resolved()["main_seeds"] == [0, 1, 2]
+    run_study(StudyConfig(**base, report_only=True))
+    assert f"{tmp_path} holds pre-training seeds 0-2 of the main arms" in capsys.readouterr().out
+    report = (tmp_path / "report.md").read_text()
+    assert "ov-dnabert.s2: not started" in report and "| pretrain/ov-randommask.s2 | not started |" in report
+
+
 def test_study_cli_refuses_a_bad_seed_range_in_one_line(tmp_path, capsys):
     from randommask.cli import main
 

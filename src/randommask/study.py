@@ -153,7 +153,7 @@ class StudyConfig:
     stage: str = "all"  # replication: pretrain, finetune or all (a unit's fine-tunes need its pre-training)
     ft_unit: str = ""  # replication: only the fine-tuning units of this name (step-N, emp, step-N-long; empty: all)
     ft_seeds: str = ""  # replication: only these fine-tuning seeds, "A-B" or "A" (empty: all of each unit's)
-    main_seeds: int = 0  # replication: the main arms' pre-training seeds are 0..N-1 (0: the preset's, 2)
+    main_seeds: int = 0  # replication: the main arms' pre-training seeds are 0..N-1 (0: the preset's 2 or the folder's)
     device: str = "auto"  # auto, cpu or cuda
     progress: bool = False  # show progress bars
 
@@ -167,6 +167,16 @@ class StudyConfig:
                                   f"{self.ft_seeds!r}")
         return range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)
 
+    def folder_main_seeds(self) -> int:
+        """1 + the highest pre-training seed of a main arm with a unit in the study folder (0: none)."""
+        from randommask.replication_report import MAIN_ARMS
+
+        pattern = re.compile(rf"(?:{'|'.join(map(re.escape, MAIN_ARMS))})\.s(\d+)")
+        folder = Path(self.out_dir) / "pretrain"
+        found = [int(m.group(1)) for d in (folder.iterdir() if folder.is_dir() else ())
+                 if d.is_dir() and (m := pattern.fullmatch(d.name))]
+        return max(found, default=-1) + 1
+
     def _main_seeds(self, p: dict[str, Any]) -> None:
         """More pre-training seeds of the main arms (a replication preset), and a --pretrain-seed the arm has."""
         if "main_seeds" not in p:
@@ -177,6 +187,10 @@ class StudyConfig:
             raise RandomMaskError(f"study: --main-seeds takes a number of seeds (1 or more), got {self.main_seeds}")
         if self.main_seeds:
             p["main_seeds"] = list(range(self.main_seeds))
+        elif self.folder_main_seeds() > len(p["main_seeds"]):
+            # A folder where `--main-seeds N` pre-trained more runs: a later call without it (a report, a resume)
+            # covers them too, or the report would silently drop finished runs.
+            p["main_seeds"] = list(range(self.folder_main_seeds()))
         if self.pretrain_seed >= 0 and self.arm and self.arm != "scratch":
             from randommask.replication_report import MAIN_ARMS
 
@@ -264,6 +278,10 @@ def run_study(cfg: StudyConfig) -> dict[str, Any]:
     save_yaml(cfg, root / "study.yaml")
     if p.get("design") == "replication":
         from randommask import replication
+
+        if not cfg.main_seeds and p["main_seeds"] != PRESETS[cfg.preset]["main_seeds"]:
+            print(f"study: {root} holds pre-training seeds 0-{p['main_seeds'][-1]} of the main arms; all of them "
+                  f"count (as with --main-seeds {len(p['main_seeds'])})", flush=True)
 
         p["name"] = cfg.preset
         return replication.run(p, root, arm=cfg.arm, pretrain_seed=cfg.pretrain_seed, stage=cfg.stage,
