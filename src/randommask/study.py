@@ -187,10 +187,10 @@ class StudyConfig:
             raise RandomMaskError(f"study: --main-seeds takes a number of seeds (1 or more), got {self.main_seeds}")
         if self.main_seeds:
             p["main_seeds"] = list(range(self.main_seeds))
-        elif self.folder_main_seeds() > len(p["main_seeds"]):
+        elif (found := self.folder_main_seeds()) > len(p["main_seeds"]):
             # A folder where `--main-seeds N` pre-trained more runs: a later call without it (a report, a resume)
             # covers them too, or the report would silently drop finished runs.
-            p["main_seeds"] = list(range(self.folder_main_seeds()))
+            p["main_seeds"] = list(range(found))
         if self.pretrain_seed >= 0 and self.arm and self.arm != "scratch":
             from randommask.replication_report import MAIN_ARMS
 
