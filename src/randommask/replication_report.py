@@ -437,7 +437,7 @@ def write_report(p: dict[str, Any], root: Path, commit: str, arms: dict[str, Any
         comparisons += by_runs[step] is not None
         L += pretrain_runs_lines(by_run, by_runs[step], tasks if step == p["steps"] else None)
     L += [f"Comparisons made in this section: {comparisons} (a Welch test per task, one signed-rank test per "
-          "step, and one t-test over the pre-training runs per step where each arm has two); per-task p-values "
+          "step, and one t-test over the pre-training runs per step where each arm has two or more); per-task p-values "
           "are Holm-adjusted within a step, the across-task and across-run tests are not adjusted.", ""]
     # --- verdict
     floor = floor_compared(p, recs, emp)
@@ -511,8 +511,9 @@ def ablation_section(p: dict[str, Any], recs: list[dict], arms: dict[str, Any], 
     """Which part of RandomMask carries the effect: each arm besides the main two, at the end of pre-training,
     minus ``ov-randommask`` and ``ov-dnabert`` pre-trained from the same seed (the same initial weights and data
     order, so only the masking differs) and minus the from-scratch floor, paired by task. One run per ablation
-    cannot hold the spread between pre-training runs, so the section also gives it, from the main arms' two runs:
-    the size a difference must pass before a masking, not a seed, can be named as its cause."""
+    cannot hold the spread between pre-training runs, so the section also gives it, from the main arms' runs (each
+    later seed against the first): the size a difference must pass before a masking, not a seed, can be named as
+    its cause."""
     end = p["steps"]
     out = ["## Which part of RandomMask carries the effect (end of pre-training)", "",
            "Each arm below is pre-trained once, from the first pre-training seed: the same initial weights and data "
@@ -523,15 +524,15 @@ def ablation_section(p: dict[str, Any], recs: list[dict], arms: dict[str, Any], 
     spread = []
     for arm in MAIN_ARMS:
         seeds = sorted({r["pretrain_seed"] for r in recs if r["arm"] == arm and r["step"] == end})
-        if len(seeds) >= 2:
-            pair = paired_tasks(_by(recs, arm=arm, step=end, pretrain_seed=seeds[1]),
+        for other in seeds[1:]:  # each later run against the first, the seed the ablations share
+            pair = paired_tasks(_by(recs, arm=arm, step=end, pretrain_seed=other),
                                 _by(recs, arm=arm, step=end, pretrain_seed=seeds[0]))
             if pair is not None:
-                spread.append((f"{arm}.s{seeds[1]} minus {arm}.s{seeds[0]}", pair))
+                spread.append((f"{arm}.s{other} minus {arm}.s{seeds[0]}", pair))
     if spread:
-        out += ["Between two pre-training runs of one masking (the yardstick): "
+        out += ["Between pre-training runs of one masking (the yardstick): "
                 + "; ".join(f"{name} {_diff_cell(pair)}" for name, pair in spread)
-                + ". An ablation whose difference from `ov-randommask` is smaller than the larger of these cannot "
+                + ". An ablation whose difference from `ov-randommask` is smaller than the largest of these cannot "
                 "be told from a change of pre-training seed, whatever its interval over tasks.", ""]
     widest = max((abs(pair["mean_diff"]) for _, pair in spread), default=None)
     floor = _by(recs, arm="scratch")
@@ -574,7 +575,7 @@ def verdict_lines(p: dict[str, Any], compared: dict[int, dict[str, Any] | None],
                   runs: dict[int, dict[str, Any] | None] | None = None,
                   floor: list[tuple[str, str, dict[str, Any]]] | None = None) -> list[str]:
     """The comparison in plain words: at each fine-tuned point, which masking is ahead (the across-task mean
-    difference's 95% interval excludes zero, the signed-rank test agrees at 0.05 and, where each arm has two
+    difference's 95% interval excludes zero, the signed-rank test agrees at 0.05 and, where each arm has two or more
     pre-training runs, the interval over the runs excludes zero on the same side) or that none is, with the
     size of effect the intervals rule out; what the trend over pre-training says, and each pre-training run's
     own course (``courses``: per (arm, seed), its mean MCC over the tasks at each point where it has them all);
