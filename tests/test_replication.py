@@ -251,6 +251,38 @@ def test_run_fine_tunes_only_the_asked_unit_and_seeds(unit, tmp_path):
                         data=u["data"], gue=str(GUE), device="cpu", progress=False, ft_unit="step-5")
 
 
+def test_a_unit_whose_fine_tunes_have_all_finished_is_not_pre_trained_again(unit, tmp_path, capsys):
+    """On a new machine the checkpoints are gone: a finished unit must keep its loss curve, not rerun (on
+    another CPU, another model); one fine-tune missing and it is pre-trained again."""
+    import shutil
+
+    p, root, u = unit
+    p = {**p, "tasks": ["tf/0"], "seeds": 1, "end_seeds": 1, "long_check_tasks": []}
+    run = tmp_path / "pretrain" / "ov-dnabert.s0"
+    shutil.copytree(u["run"], run)
+    shutil.rmtree(run / "checkpoints")
+    (run / "metrics.jsonl").write_text('{"step": 6, "loss": 1.0}\n')  # stands for a synced curve
+    own = [x for x in replication.finetune_plan(p, tmp_path) if x["arm"] == "ov-dnabert" and x["pretrain_seed"] == 0]
+    assert [x["step"] for x in own] == [2, 4, 6]
+    for x in own:
+        (Path(x["folder"]) / "runs" / "tf" / "0" / "seed-0").mkdir(parents=True)
+        (Path(x["folder"]) / "runs" / "tf" / "0" / "seed-0" / "results.json").write_text(
+            json.dumps({"task": "tf/0", "seed": 0, "test": {"mcc": 0.5}, "best": {"step": 2}}))
+    kw = {"arm": "ov-dnabert", "pretrain_seed": 0, "report_only": False, "data": u["data"], "gue": str(GUE),
+          "device": "cpu", "progress": False}
+    replication.run(p, tmp_path, stage="pretrain", **kw)
+    assert "ov-dnabert.s0: every fine-tune has finished; not pre-trained again" in capsys.readouterr().out
+    assert (run / "metrics.jsonl").read_text() == '{"step": 6, "loss": 1.0}\n'
+    assert not (run / "checkpoints").exists()
+    (Path(own[0]["folder"]) / "runs" / "tf" / "0" / "seed-0" / "results.json").unlink()
+    replication.run(p, tmp_path, stage="pretrain", **kw)
+    assert ckpt.load_checkpoint(ckpt.latest_checkpoint(run))["step"] == 6
+    def losses(path: Path) -> list[tuple[int, float]]:
+        return [(r["step"], r["loss"]) for r in map(json.loads, path.read_text().splitlines())]
+
+    assert losses(run / "metrics.jsonl") == losses(u["run"] / "metrics.jsonl")  # the run again, from step 0
+
+
 def test_study_takes_a_fine_tuning_unit_and_seed_range():
     from randommask.study import StudyConfig
 

@@ -312,6 +312,13 @@ def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str
         benchmark(load_benchmark_config({**data, "seeds": len(wanted), "first_seed": wanted.start}))
 
 
+def unit_finished(unit: dict[str, Any]) -> bool:
+    """Whether every (task, seed) run of a fine-tuning unit has written its results.json."""
+    folder = Path(unit["folder"]) / "runs"
+    return all((folder / task / f"seed-{s}" / "results.json").exists()
+               for task in unit["tasks"] for s in range(unit["seeds"]))
+
+
 def code_commit() -> str:
     """The commit of the code running the study (the report names it), or 'unknown'."""
     try:
@@ -341,6 +348,13 @@ def run(p: dict[str, Any], root: Path, arm: str | None, pretrain_seed: int, stag
         for a in chosen:
             seeds = [pretrain_seed] if pretrain_seed >= 0 else list(a.seeds)
             for seed in seeds:
+                own = [u for u in finetune_plan(p, root) if u["arm"] == a.name and u["pretrain_seed"] == seed]
+                if stage in ("pretrain", "all") and own and all(unit_finished(u) for u in own):
+                    # Nothing left to fine-tune: pre-training it again (its checkpoints may be gone, on another
+                    # CPU another model) would only overwrite the loss curve its fine-tunes came from.
+                    print(f"== replication: {unit_name(a.name, seed)}: every fine-tune has finished; not "
+                          f"pre-trained again", flush=True)
+                    continue
                 if stage in ("pretrain", "all"):
                     print(f"== replication: pre-training {unit_name(a.name, seed)}", flush=True)
                     pretrain_unit(p, a, seed, root, data, device, progress)

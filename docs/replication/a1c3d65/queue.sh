@@ -16,6 +16,11 @@
 # The main arms have three pre-training seeds (`--main-seeds 3`, from the eighth session): the `.s0` units (AMD
 # EPYC) cannot continue on the Intel machine the later sessions got, so `.s2` is pre-trained there to give each
 # masking two complete pre-training runs (`.s1`, `.s2`) and the run-level comparison a third run a side.
+# The ninth session got a third machine (AMD EPYC family 25 model 17) that reproduces none of `.s0`-`.s2`: it
+# pre-trains a fourth seed pair, `.s3` (`--main-seeds 4`), first; each queue tries the units newest first, so a
+# machine that reproduces a pair works on it before the older ones. An ablation arm begun on another CPU is
+# skipped unless this machine reproduces it (its fine-tunes would mix two models), and a finished one is never
+# pre-trained again (the study would, its checkpoints being gone, and overwrite its synced loss curve).
 # Order within a reproduced unit: its pre-training and the end point's fine-tuning seed 0 on every task, which
 # makes one complete run mean (main_first); the two ablation arms already begun on this machine; then the end
 # point's seeds 1-2, the thirds' seed 0, the longer check, EMP's 3 seeds (main_next); the floor (finished); then
@@ -25,7 +30,7 @@ set -euo pipefail
 : "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
 export OMP_NUM_THREADS=1 GUE
 here=$(cd "$(dirname "$0")" && pwd)
-study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 3 --store /tmp/chr20 \
+study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 4 --store /tmp/chr20 \
             --gue "$GUE" --out "$OUT" --progress false "$@"; }
 ft() { study --arm "$1" --pretrain-seed "$2" --stage finetune --ft-unit "$3" --ft-seeds "$4"; }
 
@@ -38,6 +43,15 @@ main_first() {  # ARM SEED: pre-train it again if needed (with its EMP continuat
   reproduced+="$arm.s$seed "
   study --arm "$arm" --pretrain-seed "$seed" --stage pretrain
   ft "$arm" "$seed" step-21000 0-0
+}
+ablation() {  # ARM: an ablation arm (one seed, 0) from scratch to its last fine-tune, unless begun elsewhere
+  local arm=$1 done
+  if [ -s "$here/pretrain/$arm.s0/metrics.jsonl" ]; then
+    done=$(find "$here/finetune/$arm.s0" -name results.json 2>/dev/null | wc -l)
+    [ "$done" -lt 27 ] || return 0  # finished: 9 tasks x 3 seeds at the end point (nothing to pre-train for)
+    bash "$here/reproduces.sh" "$arm" 0 || return 0  # begun on another CPU: it continues there only
+  fi
+  study --arm "$arm"
 }
 main_next() {  # ARM SEED: the end point's 3 seeds, the thirds' first, the longer check, EMP (must-show 7)
   local arm=$1 seed=$2
@@ -54,21 +68,21 @@ main_rest() {  # ARM SEED: the remaining seeds of a unit main_first continued
 
 case "${1:?queue 1 or 2}" in
   1)
-    main_first ov-dnabert 2; main_first ov-dnabert 1; main_first ov-dnabert 0
-    study --arm rm-no-curriculum  # begun 2026-12-05 on the Intel machine (its checkpoint is kept there)
-    main_next ov-dnabert 2; main_next ov-dnabert 1; main_next ov-dnabert 0
+    for s in 3 2 1 0; do main_first ov-dnabert $s; done
+    ablation rm-no-curriculum  # finished 2026-12-06 on the Intel machine
+    for s in 3 2 1 0; do main_next ov-dnabert $s; done
     study --arm scratch --stage finetune --ft-unit emp  # the EMP floor (independent of the CPU)
-    main_rest ov-dnabert 2; main_rest ov-dnabert 1; main_rest ov-dnabert 0
+    for s in 3 2 1 0; do main_rest ov-dnabert $s; done
     study --arm scratch --stage finetune --ft-unit short --ft-seeds 3-4  # (a run folder is locked, not a unit)
-    for arm in rm-widest-only bpe-bert; do study --arm "$arm"; done
+    for arm in rm-widest-only bpe-bert; do ablation "$arm"; done
     ;;
   2)
-    main_first ov-randommask 2; main_first ov-randommask 1; main_first ov-randommask 0
-    study --arm rm-phases-2  # begun 2026-12-05 on the Intel machine (its checkpoints are kept there)
-    main_next ov-randommask 2; main_next ov-randommask 1; main_next ov-randommask 0
+    for s in 3 2 1 0; do main_first ov-randommask $s; done
+    ablation rm-phases-2  # begun 2026-12-05 on the Intel machine (pre-trained there, 2 of 27 fine-tunes)
+    for s in 3 2 1 0; do main_next ov-randommask $s; done
     study --arm scratch --stage finetune --ft-unit short --ft-seeds 0-2  # the floor: does pre-training help?
-    main_rest ov-randommask 2; main_rest ov-randommask 1; main_rest ov-randommask 0
-    for arm in ov-bert rm-phases-10; do study --arm "$arm"; done
+    for s in 3 2 1 0; do main_rest ov-randommask $s; done
+    for arm in ov-bert rm-phases-10; do ablation "$arm"; done
     study --arm scratch --stage finetune  # whatever of the floor the other queue has not reached
     ;;
   *) echo "queue.sh: give 1 or 2" >&2; exit 2 ;;

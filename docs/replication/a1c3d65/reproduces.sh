@@ -19,7 +19,7 @@ synced=$here/pretrain/$arm.s$seed/metrics.jsonl
 [ -s "$synced" ] || { echo "reproduces.sh: no synced metrics for $arm.s$seed ($synced)" >&2; exit 2; }
 scratch=$(mktemp -d)
 trap 'pkill -f -- "--out $scratch " 2>/dev/null || true; rm -rf "$scratch"' EXIT
-OMP_NUM_THREADS=1 "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 3 --store /tmp/chr20 \
+OMP_NUM_THREADS=1 "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 4 --store /tmp/chr20 \
   --gue "${GUE:-.}" --out "$scratch" --progress false --arm "$arm" --pretrain-seed "$seed" --stage pretrain > "$scratch.log" 2>&1 &
 metrics=$scratch/pretrain/$arm.s$seed/metrics.jsonl
 until grep -q '"step": 100,' "$metrics" 2>/dev/null; do
