@@ -22,8 +22,10 @@
 # skipped unless this machine reproduces it (its fine-tunes would mix two models), and a finished one is never
 # pre-trained again (the study would, its checkpoints being gone, and overwrite its synced loss curve).
 # Order within a reproduced unit: its pre-training and the end point's fine-tuning seed 0 on every task, which
-# makes one complete run mean (main_first); the two ablation arms already begun on this machine; then the end
-# point's seeds 1-2, the thirds' seed 0, the longer check, EMP's 3 seeds (main_next); the floor (finished); then
+# makes one complete run mean (main_first); the two ablation arms already begun on this machine; then the
+# thirds' seed 0 (since the ninth session first: only `.s1` has a course over pre-training, and a run's course
+# says more than its end point's seeds 1-2), the end point's seeds 1-2, EMP's 3 seeds, the longer check
+# (main_next); the floor (finished); then
 # the end point's seeds 3-4 and the thirds' seeds 1-2 (main_rest); the ablation arms not begun last (the issue
 # cuts them first).
 set -euo pipefail
@@ -53,12 +55,12 @@ ablation() {  # ARM: an ablation arm (one seed, 0) from scratch to its last fine
   fi
   study --arm "$arm"
 }
-main_next() {  # ARM SEED: the end point's 3 seeds, the thirds' first, the longer check, EMP (must-show 7)
+main_next() {  # ARM SEED: the thirds' first seed, the end point's 3 seeds, EMP (must-show 7), the longer check
   local arm=$1 seed=$2
   [[ $reproduced == *" $arm.s$seed "* ]] || return 0
-  ft "$arm" "$seed" step-21000 1-2; ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0
+  ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0  # this run's course over pre-training
+  ft "$arm" "$seed" step-21000 1-2; ft "$arm" "$seed" emp 0-2
   ft "$arm" "$seed" step-21000-long 0-0  # the longer check, on every pre-training run (README.md)
-  ft "$arm" "$seed" emp 0-2
 }
 main_rest() {  # ARM SEED: the remaining seeds of a unit main_first continued
   local arm=$1 seed=$2
