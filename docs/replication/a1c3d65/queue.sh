@@ -32,40 +32,53 @@ set -euo pipefail
 : "${WT:?the study worktree}" "${OUT:?the study folder}" "${GUE:?the GUE root}"
 export OMP_NUM_THREADS=1 GUE
 here=$(cd "$(dirname "$0")" && pwd)
-study() { nice -n 5 "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 4 --store /tmp/chr20 \
+# shellcheck source=kernels.sh
+. "$here/kernels.sh"
+# shellcheck disable=SC2046  # the unit's kernel switches: a list of VAR=value words
+study() { nice -n 5 env $(kernel_switches "${KERNELS:-}") "$WT/.venv/bin/randommask" study --preset cpu-replication --main-seeds 4 --store /tmp/chr20 \
             --gue "$GUE" --out "$OUT" --progress false "$@"; }
 ft() { study --arm "$1" --pretrain-seed "$2" --stage finetune --ft-unit "$3" --ft-seeds "$4"; }
 
-reproduced=" "  # the main units this machine reproduces (checked once each)
+declare -A kernels=()  # unit -> the kernel switches under which this machine reproduces it ("": the default)
+continues() {  # UNIT: may the unit continue here? A synced one only where a rerun computes the same model,
+  local unit=$1 k  # under the default kernels or those of a CPU without AVX-512 (where `.s0` ran)
+  [ -z "${kernels[$unit]+set}" ] || return 0
+  if [ -s "$here/pretrain/$unit/metrics.jsonl" ]; then
+    for k in "" AVX2; do
+      if KERNELS=$k bash "$here/reproduces.sh" "${unit%.s*}" "${unit##*.s}"; then kernels[$unit]=$k; return 0; fi
+    done
+    return 1  # another model here: its fine-tunes must not join the synced ones
+  fi
+  kernels[$unit]=""
+}
+on() { local unit=$1; shift; KERNELS=${kernels[$unit]} "$@"; }  # run a unit's step under its kernels
 main_first() {  # ARM SEED: pre-train it again if needed (with its EMP continuation), then one complete run mean
   local arm=$1 seed=$2
-  if [ -s "$here/pretrain/$arm.s$seed/metrics.jsonl" ] && ! bash "$here/reproduces.sh" "$arm" "$seed"; then
-    return 0  # another model here: its fine-tunes must not join the synced ones
-  fi
-  reproduced+="$arm.s$seed "
-  study --arm "$arm" --pretrain-seed "$seed" --stage pretrain
-  ft "$arm" "$seed" step-21000 0-0
+  continues "$arm.s$seed" || return 0
+  on "$arm.s$seed" study --arm "$arm" --pretrain-seed "$seed" --stage pretrain
+  on "$arm.s$seed" ft "$arm" "$seed" step-21000 0-0
 }
 ablation() {  # ARM: an ablation arm (one seed, 0) from scratch to its last fine-tune, unless begun elsewhere
   local arm=$1 done
   if [ -s "$here/pretrain/$arm.s0/metrics.jsonl" ]; then
     done=$(find "$here/finetune/$arm.s0" -name results.json 2>/dev/null | wc -l)
     [ "$done" -lt 27 ] || return 0  # finished: 9 tasks x 3 seeds at the end point (nothing to pre-train for)
-    bash "$here/reproduces.sh" "$arm" 0 || return 0  # begun on another CPU: it continues there only
   fi
-  study --arm "$arm"
+  continues "$arm.s0" || return 0  # begun on another CPU: it continues there only
+  on "$arm.s0" study --arm "$arm"
 }
 main_next() {  # ARM SEED: the thirds' first seed, the end point's 3 seeds, EMP (must-show 7), the longer check
   local arm=$1 seed=$2
-  [[ $reproduced == *" $arm.s$seed "* ]] || return 0
-  ft "$arm" "$seed" step-7000 0-0; ft "$arm" "$seed" step-14000 0-0  # this run's course over pre-training
-  ft "$arm" "$seed" step-21000 1-2; ft "$arm" "$seed" emp 0-2
-  ft "$arm" "$seed" step-21000-long 0-0  # the longer check, on every pre-training run (README.md)
+  [ -n "${kernels[$arm.s$seed]+set}" ] || return 0
+  on "$arm.s$seed" ft "$arm" "$seed" step-7000 0-0; on "$arm.s$seed" ft "$arm" "$seed" step-14000 0-0  # its course
+  on "$arm.s$seed" ft "$arm" "$seed" step-21000 1-2; on "$arm.s$seed" ft "$arm" "$seed" emp 0-2
+  on "$arm.s$seed" ft "$arm" "$seed" step-21000-long 0-0  # the longer check, on every pre-training run (README.md)
 }
 main_rest() {  # ARM SEED: the remaining seeds of a unit main_first continued
   local arm=$1 seed=$2
-  [[ $reproduced == *" $arm.s$seed "* ]] || return 0
-  ft "$arm" "$seed" step-21000 3-4; ft "$arm" "$seed" step-7000 1-2; ft "$arm" "$seed" step-14000 1-2
+  [ -n "${kernels[$arm.s$seed]+set}" ] || return 0
+  on "$arm.s$seed" ft "$arm" "$seed" step-21000 3-4
+  on "$arm.s$seed" ft "$arm" "$seed" step-7000 1-2; on "$arm.s$seed" ft "$arm" "$seed" step-14000 1-2
 }
 
 case "${1:?queue 1 or 2}" in
