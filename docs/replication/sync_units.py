@@ -8,6 +8,9 @@ skipped), and the report with its figures. Safe to rerun: files are overwritten 
 
 A pre-training unit still running is skipped too: its partial log in the repository would make `restore.sh`
 put it back on a machine without its checkpoints, where the study would then take the unit for one to resume.
+A pre-training unit already in DEST is kept as it is: one pre-trained again to continue its fine-tunes
+(`reproduces.sh`) logs the same losses but its own throughput and a newer commit's fields, and the repository
+keeps the record of the run its first fine-tunes came from.
 """
 
 import json
@@ -42,6 +45,8 @@ for unit in sorted((out / "pretrain").glob("*")):
     if not pretrained(unit):
         print(f"skipped {unit.name}: pre-training has not finished")
         continue
+    if (dest / "pretrain" / unit.name / "metrics.jsonl").is_file():
+        continue  # synced before: its first run's record stays
     for name in ("config.yaml", "metrics.jsonl"):
         if (unit / name).is_file():
             copy(unit / name)
