@@ -16,9 +16,11 @@
 # The main arms have three pre-training seeds (`--main-seeds 3`, from the eighth session): the `.s0` units (AMD
 # EPYC) cannot continue on the Intel machine the later sessions got, so `.s2` is pre-trained there to give each
 # masking two complete pre-training runs (`.s1`, `.s2`) and the run-level comparison a third run a side.
-# The ninth session got a third machine (AMD EPYC family 25 model 17) that reproduces none of `.s0`-`.s2`: it
-# pre-trains a fourth seed pair, `.s3` (`--main-seeds 4`), first; each queue tries the units newest first, so a
-# machine that reproduces a pair works on it before the older ones. An ablation arm begun on another CPU is
+# The ninth session got a third machine (AMD EPYC family 25 model 17, AVX-512) that reproduces none of
+# `.s0`-`.s2` under its own kernels but `.s0` under AVX2 ones (`kernels.sh`): each unit runs under the setting
+# that reproduced it. The queues plan a fourth seed pair, `.s3` (`--main-seeds 4`, begun on that machine), and
+# try the units newest first, so a machine that reproduces a pair works on it before the older ones (that
+# session ran `.s0`'s thirds by hand, the same calls, before `.s3`'s pre-training). An ablation arm begun on another CPU is
 # skipped unless this machine reproduces it (its fine-tunes would mix two models), and a finished one is never
 # pre-trained again (the study would, its checkpoints being gone, and overwrite its synced loss curve).
 # Order within a reproduced unit: its pre-training and the end point's fine-tuning seed 0 on every task, which
