@@ -313,9 +313,11 @@ def finetune_unit(p: dict[str, Any], unit: dict[str, Any], gue: str, device: str
 
 
 def unit_finished(unit: dict[str, Any]) -> bool:
-    """Whether every (task, seed) run of a fine-tuning unit has written its results.json."""
+    """Whether every (task, seed) run of a fine-tuning unit has written its results.json (evaluate's layout)."""
+    from randommask.finetune import RESULTS
+
     folder = Path(unit["folder"]) / "runs"
-    return all((folder / task / f"seed-{s}" / "results.json").exists()
+    return all((folder / task / f"seed-{s}" / RESULTS).exists()
                for task in unit["tasks"] for s in range(unit["seeds"]))
 
 
